@@ -1,0 +1,47 @@
+# Thin wrapper over the CMake presets (as neovim's Makefile is). Every target first runs
+# the bootstrap, which installs whatever is missing and is quick when nothing is.
+#
+#   make train   build, then train ResNet-18 on Fashion-MNIST (the main job)
+#   make test    build, then run the whole test suite (what .ci/run calls)
+#   make bench   build, then run the perf suites (installs python3-torch for comparisons)
+#   make build   configure and build the PRESET (release by default; debug, asan)
+#   make install install the PRESET's build into build/<preset>/install
+#   make clean   remove build/
+PRESET ?= release
+CMAKE := .deps/bin/cmake
+CTEST := .deps/bin/ctest
+BUILD_DIR := build/$(PRESET)
+
+.PHONY: all bootstrap configure build test train bench install clean help
+all: build
+
+help:
+	@sed -n '1,10p' Makefile | sed 's/^# \{0,1\}//'
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+configure: bootstrap
+	@if [ ! -f $(BUILD_DIR)/build.ninja ]; then $(CMAKE) --preset $(PRESET); fi
+
+build: configure
+	@$(CMAKE) --build --preset $(PRESET)
+
+test: build
+	@$(CTEST) --preset $(PRESET)
+
+train: build
+	@echo "The trainer is not built yet: the library and its tests are (see 'make test')."
+
+bench: PRESET = release
+bench: bootstrap-torch build
+	@echo "The perf suites arrive with the kernels."
+
+bootstrap-torch:
+	@scripts/bootstrap.sh --with-torch
+
+install: build
+	@$(CMAKE) --install $(BUILD_DIR)
+
+clean:
+	rm -rf build

@@ -1,0 +1,148 @@
+// odyssey.testing: what the tests share. The gradient check every backward pass is proven
+// with, and tensor comparison that reports the worst element.
+module;
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+export module odyssey.testing;
+
+export namespace odyssey::testing {
+
+struct GradCheckOptions {
+  /// Central-difference step. 1e-5 in double balances truncation (~step^2) against
+  /// rounding (~1e-16 / step) for losses of order one.
+  double step = 1e-5;
+  /// An element passes when |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|).
+  double rtol = 1e-6;
+  double atol = 1e-10;
+};
+
+struct GradCheckResult {
+  bool passed = true;
+  std::size_t checked = 0;
+  std::size_t worst_index = 0;
+  double worst_ratio = 0;     // |a - n| / (atol + rtol * max(|a|, |n|)); passes when <= 1
+  double worst_relative = 0;  // |a - n| / max(|a|, |n|) at the worst element
+  double analytic = 0;
+  double numeric = 0;
+  std::string what;
+
+  [[nodiscard]] std::string report() const {
+    return what + ": " + (passed ? "passed" : "FAILED") + ", " + std::to_string(checked) +
+           " elements, worst at [" + std::to_string(worst_index) + "] analytic " +
+           std::to_string(analytic) + " numeric " + std::to_string(numeric) +
+           " relative error " + std::to_string(worst_relative);
+  }
+};
+
+/// Compares `analytic`, the gradient of `loss()` with respect to `x`, with central
+/// differences: x[i] is moved by +-step, `loss` re-evaluated, and x[i] restored. Checks the
+/// elements in `indices`, or all of them when `indices` is empty.
+GradCheckResult check_gradient(std::string what, std::span<double> x,
+                               std::span<const double> analytic,
+                               const std::function<double()>& loss,
+                               const GradCheckOptions& opt = {},
+                               std::span<const std::size_t> indices = {}) {
+  GradCheckResult r;
+  r.what = std::move(what);
+  auto check_one = [&](std::size_t i) {
+    const double saved = x[i];
+    x[i] = saved + opt.step;
+    const double up = loss();
+    x[i] = saved - opt.step;
+    const double down = loss();
+    x[i] = saved;
+    const double numeric = (up - down) / (2 * opt.step);
+    const double a = analytic[i];
+    const double scale = std::max(std::abs(a), std::abs(numeric));
+    const double diff = std::abs(a - numeric);
+    double ratio = diff / (opt.atol + opt.rtol * scale);
+    if (!std::isfinite(a) || !std::isfinite(numeric)) ratio = INFINITY;
+    if (r.checked == 0 || ratio > r.worst_ratio) {
+      r.worst_ratio = ratio;
+      r.worst_index = i;
+      r.worst_relative = scale > 0 ? diff / scale : 0;
+      r.analytic = a;
+      r.numeric = numeric;
+    }
+    ++r.checked;
+  };
+  if (indices.empty()) {
+    for (std::size_t i = 0; i < x.size(); ++i) check_one(i);
+  } else {
+    for (const std::size_t i : indices) check_one(i);
+  }
+  r.passed = r.worst_ratio <= 1.0;
+  return r;
+}
+
+/// `count` distinct indices below n, always including the first and the last, chosen by a
+/// fixed hash of `seed` (so a failing sample can be replayed).
+std::vector<std::size_t> sample_indices(std::size_t n, std::size_t count, std::uint64_t seed = 1) {
+  std::vector<std::size_t> out;
+  if (n <= count) {
+    for (std::size_t i = 0; i < n; ++i) out.push_back(i);
+    return out;
+  }
+  out.push_back(0);
+  out.push_back(n - 1);
+  std::uint64_t s = seed;
+  while (out.size() < count) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    const std::size_t i = static_cast<std::size_t>((s >> 33) % n);
+    if (std::find(out.begin(), out.end(), i) == out.end()) out.push_back(i);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+struct CompareResult {
+  bool passed = true;
+  std::size_t worst_index = 0;
+  double worst_relative = 0;
+  double actual = 0;
+  double expected = 0;
+
+  [[nodiscard]] std::string report() const {
+    return std::string(passed ? "match" : "MISMATCH") + ": worst at [" +
+           std::to_string(worst_index) + "] actual " + std::to_string(actual) + " expected " +
+           std::to_string(expected) + " relative error " + std::to_string(worst_relative);
+  }
+};
+
+/// Element-wise comparison; an element passes when |a - e| <= atol + rtol * |e|.
+template <class A, class E>
+CompareResult compare(std::span<const A> actual, std::span<const E> expected, double rtol,
+                      double atol = 0) {
+  CompareResult r;
+  if (actual.size() != expected.size()) {
+    r.passed = false;
+    r.worst_index = std::min(actual.size(), expected.size());
+    r.worst_relative = INFINITY;
+    return r;
+  }
+  double worst_ratio = -1;
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    const double a = static_cast<double>(actual[i]), e = static_cast<double>(expected[i]);
+    const double diff = std::abs(a - e);
+    double ratio = diff / (atol + rtol * std::abs(e));
+    if (!(ratio == ratio)) ratio = INFINITY;  // NaN in either
+    if (diff == 0) ratio = 0;
+    if (ratio > worst_ratio) {
+      worst_ratio = ratio;
+      r.worst_index = i;
+      r.worst_relative = e != 0 ? diff / std::abs(e) : diff;
+      r.actual = a;
+      r.expected = e;
+    }
+  }
+  r.passed = worst_ratio <= 1.0;
+  return r;
+}
+
+}  // namespace odyssey::testing
