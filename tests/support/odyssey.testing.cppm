@@ -10,6 +10,7 @@ module;
 #include <string>
 #include <vector>
 export module odyssey.testing;
+export import :reference;
 
 export namespace odyssey::testing {
 
@@ -99,6 +100,23 @@ std::vector<std::size_t> sample_indices(std::size_t n, std::size_t count, std::u
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+/// n values uniform in [lo, hi) from a fixed seed (a small LCG: tests need repeatable data,
+/// not statistical quality).
+std::vector<double> random_values(std::size_t n, std::uint64_t seed, double lo = -1, double hi = 1) {
+  std::vector<double> v(n);
+  std::uint64_t s = seed * 2862933555777941757ULL + 3037000493ULL;
+  for (auto& e : v) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    e = lo + (hi - lo) * static_cast<double>(s >> 11) * 0x1.0p-53;
+  }
+  return v;
+}
+
+template <class T>
+std::vector<T> cast(const std::vector<double>& v) {
+  return std::vector<T>(v.begin(), v.end());
 }
 
 struct CompareResult {

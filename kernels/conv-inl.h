@@ -1,0 +1,117 @@
+// Per-target building blocks of the convolution kernels: the register tiling and the
+// micro-kernels. Included once per Highway target by conv.cpp and conv_weights.cpp.
+//
+// The convolutions are implicit GEMMs on channels-last data. A register tile holds
+// kRows pixels (or input channels, for the weight gradient) by kVectors vectors of
+// output channels: on AVX-512, 6 x 4 = 24 accumulators, which with the 4 weight vectors and
+// one broadcast uses 29 of the 32 registers; each step issues 24 independent FMAs, enough
+// to keep two FMA pipes with 4-cycle latency busy (8 needed). AVX2 has 16 registers:
+// 6 x 2 = 12 accumulators + 2 + 1.
+#if defined(ODYSSEY_KERNELS_CONV_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef ODYSSEY_KERNELS_CONV_INL_H_
+#undef ODYSSEY_KERNELS_CONV_INL_H_
+#else
+#define ODYSSEY_KERNELS_CONV_INL_H_
+#endif
+
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace odyssey::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+template <class T>
+struct ConvTile {
+  using D = hn::ScalableTag<T>;
+  static constexpr std::size_t kLanes = hn::MaxLanes(D());
+  static constexpr std::size_t kVectors = HWY_TARGET <= HWY_AVX3 ? 4 : 2;
+  static constexpr std::size_t kRows = (HWY_TARGET == HWY_EMU128 || HWY_TARGET == HWY_SCALAR) ? 4 : 6;
+  /// Output channels per tile; weights are packed and zero-padded in groups of this many.
+  static constexpr std::size_t kGroup = kVectors * kLanes;
+};
+
+/// acc[i][v] += sum_c a[i][c] * b[c][v]: kRows input rows (pointers, each read at
+/// [0, len)) times packed weights b ([len][kVectors * kLanes], aligned).
+template <std::size_t MR, std::size_t NV, class D, class T = hn::TFromD<D>>
+HWY_INLINE void tile_rows(D d, const T* const* HWY_RESTRICT a, const T* HWY_RESTRICT b,
+                          std::size_t len, hn::Vec<D>* HWY_RESTRICT acc) {
+  constexpr std::size_t L = hn::MaxLanes(D());
+  const T* rows[MR];
+  HWY_UNROLL(MR)
+  for (std::size_t i = 0; i < MR; ++i) rows[i] = a[i];
+  // A local copy of the accumulators: vectors may alias the float rows read here, so
+  // updating acc[] in place would make the compiler store every FMA result to memory.
+  hn::Vec<D> sum[MR * NV];
+  HWY_UNROLL(MR * NV)
+  for (std::size_t i = 0; i < MR * NV; ++i) sum[i] = acc[i];
+  for (std::size_t c = 0; c < len; ++c, b += NV * L) {
+    hn::Vec<D> bv[NV];
+    HWY_UNROLL(NV)
+    for (std::size_t v = 0; v < NV; ++v) bv[v] = hn::Load(d, b + v * L);
+    HWY_UNROLL(MR)
+    for (std::size_t i = 0; i < MR; ++i) {
+      const auto av = hn::Set(d, rows[i][c]);
+      HWY_UNROLL(NV)
+      for (std::size_t v = 0; v < NV; ++v) sum[i * NV + v] = hn::MulAdd(av, bv[v], sum[i * NV + v]);
+    }
+  }
+  HWY_UNROLL(MR * NV)
+  for (std::size_t i = 0; i < MR * NV; ++i) acc[i] = sum[i];
+}
+
+/// The first `count` lanes from p, zero above; reads nothing past p + count (Highway's
+/// MaskedLoad may read the whole vector on some targets).
+template <class D, class T = hn::TFromD<D>>
+HWY_INLINE hn::Vec<D> load_partial(D d, const T* HWY_RESTRICT p, std::size_t count) {
+  HWY_ALIGN T buf[hn::MaxLanes(D())] = {};
+  for (std::size_t j = 0; j < count; ++j) buf[j] = p[j];
+  return hn::Load(d, buf);
+}
+
+/// Writes the first `count` lanes of v to p.
+template <class D, class T = hn::TFromD<D>>
+HWY_INLINE void store_partial(D d, hn::Vec<D> v, T* HWY_RESTRICT p, std::size_t count) {
+  HWY_ALIGN T buf[hn::MaxLanes(D())];
+  hn::Store(v, d, buf);
+  for (std::size_t j = 0; j < count; ++j) p[j] = buf[j];
+}
+
+/// Loads (or stores) kRows x kVectors accumulators from (to) rows[i] + [0, width), where
+/// width may be less than a whole tile (a channel count that is not a multiple of the
+/// tile): the missing lanes read as zero and are not written.
+template <std::size_t MR, std::size_t NV, class D, class T = hn::TFromD<D>>
+HWY_INLINE void load_rows(D d, T* const* rows, std::size_t nrows, std::size_t width,
+                          hn::Vec<D>* acc) {
+  constexpr std::size_t L = hn::MaxLanes(D());
+  for (std::size_t i = 0; i < MR; ++i) {
+    for (std::size_t v = 0; v < NV; ++v) {
+      if (i >= nrows || v * L >= width) {
+        acc[i * NV + v] = hn::Zero(d);
+      } else if ((v + 1) * L <= width) {
+        acc[i * NV + v] = hn::LoadU(d, rows[i] + v * L);
+      } else {
+        acc[i * NV + v] = load_partial(d, rows[i] + v * L, width - v * L);
+      }
+    }
+  }
+}
+
+template <std::size_t MR, std::size_t NV, class D, class T = hn::TFromD<D>>
+HWY_INLINE void store_rows(D d, const hn::Vec<D>* acc, T* const* rows, std::size_t nrows,
+                           std::size_t width) {
+  constexpr std::size_t L = hn::MaxLanes(D());
+  for (std::size_t i = 0; i < nrows; ++i) {
+    for (std::size_t v = 0; v < NV && v * L < width; ++v) {
+      if ((v + 1) * L <= width) {
+        hn::StoreU(acc[i * NV + v], d, rows[i] + v * L);
+      } else {
+        store_partial(d, acc[i * NV + v], rows[i] + v * L, width - v * L);
+      }
+    }
+  }
+}
+
+}  // namespace odyssey::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // ODYSSEY_KERNELS_CONV_INL_H_

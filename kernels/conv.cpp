@@ -1,0 +1,322 @@
+// Convolution forward and backward-data on channels-last activations.
+//
+// Both are "gather" implicit GEMMs: every output pixel sums, over a list of kernel taps, a
+// row of source channels times a packed weight slice. Forward: source x, taps (r, s),
+// output y. Backward-data: source dy, output dx; for stride > 1 the dx pixels are split
+// into stride x stride phases (ih % stride, iw % stride), and each phase gathers only the
+// taps that reach it, so no multiply is spent on the zeros a transposed convolution would
+// insert between dy pixels.
+//
+// Loop nest per block of kBlockTiles * kRows output pixels (a parallel task): output-channel
+// group (kGroup channels) > source-channel chunk (its packed weights, R*S*chunk*kGroup
+// values, at most the 1 MiB L2) > register tiles of kRows pixels > taps > channels.
+// Measured at ResNet-18's 3x3 shapes (batch 128, 2 threads, Zen 5): slabs of 16/64/256/512
+// KiB/unlimited gave 243-266/281-313/328-364/345-390/341-386 GFLOP/s, so the chunk only
+// guards very wide layers; the accumulators reloaded per chunk cost more than L2 misses.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "conv.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "common.h"
+#include "conv-inl.h"
+#include "odyssey/kernels/conv.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace odyssey::kernels::HWY_NAMESPACE {
+
+constexpr std::size_t kBlockTiles = 16;       // register tiles per parallel task
+constexpr std::size_t kSlabBytes = 1024 << 10;  // packed weights per channel chunk (the L2 size)
+
+/// A gather convolution: out[pixel][j] = sum_taps sum_c src_row(pixel, tap)[c] * wp[tap][c][j].
+template <class T>
+struct Gather {
+  const T* src;            // [images][src_h][src_w][len]
+  std::size_t src_h, src_w, len;
+  const T* wp;             // packed [groups][taps_total][len][kGroup]
+  std::size_t taps_total;  // taps per group in wp
+  T* out;                  // rows of out_width channels
+  std::size_t out_width, groups;
+  const T* bias;           // packed [groups * kGroup] or null
+  const T* zero;           // len zeros: the row of a tap that falls in the padding
+  bool accumulate;         // add to out instead of overwriting it
+  std::size_t chunk;       // source channels per weight slab
+};
+
+/// Where pixel m of a block reads and writes: its source image, the source coordinates of
+/// tap offset (0, 0), and its output row.
+template <class T>
+struct PixelRef {
+  const T* image;
+  std::ptrdiff_t u0, v0;
+  T* out;
+};
+
+/// The taps one set of pixels uses: source offsets (du, dv) and the packed-weight tap.
+struct TapList {
+  std::ptrdiff_t du[64], dv[64];
+  std::size_t wtap[64];
+  std::size_t count = 0;
+};
+
+template <class T>
+HWY_NOINLINE void gather_block(const Gather<T>& g, const TapList& taps, const PixelRef<T>* px,
+                               std::size_t npx) {
+  using Tile = ConvTile<T>;
+  const typename Tile::D d;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup,
+                        L = Tile::kLanes;
+  const std::ptrdiff_t H = static_cast<std::ptrdiff_t>(g.src_h),
+                       W = static_cast<std::ptrdiff_t>(g.src_w);
+  for (std::size_t grp = 0; grp < g.groups; ++grp) {
+    const std::size_t width = std::min(G, g.out_width - grp * G);
+    for (std::size_t c0 = 0; c0 < g.len; c0 += g.chunk) {
+      const std::size_t clen = std::min(g.chunk, g.len - c0);
+      for (std::size_t t = 0; t < npx; t += MR) {
+        const std::size_t nrows = std::min(MR, npx - t);
+        T* orow[MR];
+        for (std::size_t i = 0; i < MR; ++i) orow[i] = px[t + std::min(i, nrows - 1)].out + grp * G;
+        hn::Vec<decltype(d)> acc[MR * NV];
+        if (c0 > 0 || g.accumulate) {
+          load_rows<MR, NV>(d, orow, nrows, width, acc);
+        } else if (g.bias) {
+          for (std::size_t v = 0; v < NV; ++v) {
+            const auto b = hn::Load(d, g.bias + grp * G + v * L);
+            for (std::size_t i = 0; i < MR; ++i) acc[i * NV + v] = b;
+          }
+        } else {
+          for (auto& a : acc) a = hn::Zero(d);
+        }
+        for (std::size_t k = 0; k < taps.count; ++k) {
+          const T* rows[MR];
+          for (std::size_t i = 0; i < MR; ++i) {
+            rows[i] = g.zero;
+            if (i < nrows) {
+              const PixelRef<T>& p = px[t + i];
+              const std::ptrdiff_t u = p.u0 + taps.du[k], v = p.v0 + taps.dv[k];
+              if (u >= 0 && u < H && v >= 0 && v < W)
+                rows[i] = p.image + (static_cast<std::size_t>(u * W + v)) * g.len + c0;
+            }
+          }
+          tile_rows<MR, NV>(d, rows, g.wp + ((grp * g.taps_total + taps.wtap[k]) * g.len + c0) * G,
+                            clen, acc);
+        }
+        store_rows<MR, NV>(d, acc, orow, nrows, width);
+      }
+    }
+  }
+}
+
+/// wp[grp][tap][c][j] = w(out channel grp*G + j, source channel c, tap), zero past `outs`.
+/// `at(o, c, tap)` reads the unpacked weight.
+template <class T, class At>
+void pack_weights(std::size_t outs, std::size_t len, std::size_t taps, T* wp, const At& at) {
+  constexpr std::size_t G = ConvTile<T>::kGroup;
+  const std::size_t groups = detail::ceil_div(outs, G);
+  detail::parallel_items(groups * taps, [&](std::size_t item) {
+    const std::size_t grp = item / taps, tap = item % taps;
+    T* dst = wp + item * len * G;
+    for (std::size_t c = 0; c < len; ++c)
+      for (std::size_t j = 0; j < G; ++j) {
+        const std::size_t o = grp * G + j;
+        dst[c * G + j] = o < outs ? at(o, c, tap) : T(0);
+      }
+  });
+}
+
+template <class T>
+std::size_t chunk_for(std::size_t len, std::size_t taps) {
+  const std::size_t max_chunk =
+      std::max<std::size_t>(16, kSlabBytes / (taps * ConvTile<T>::kGroup * sizeof(T)));
+  const std::size_t chunks = detail::ceil_div(len, max_chunk);
+  return detail::ceil_div(len, chunks);
+}
+
+template <class T>
+void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws) {
+  constexpr std::size_t G = ConvTile<T>::kGroup, MR = ConvTile<T>::kRows;
+  const std::size_t RS = sh.r * sh.s, P = sh.p(), Q = sh.q(), groups = detail::ceil_div(sh.k, G);
+  T* wp = ws;
+  T* zero = wp + groups * G * RS * sh.c;
+  T* bias_p = zero + detail::round_up(sh.c, 16);
+  std::fill(zero, zero + sh.c, T(0));
+  pack_weights(sh.k, sh.c, RS, wp, [&](std::size_t k, std::size_t c, std::size_t tap) {
+    return w[(k * sh.c + c) * RS + tap];
+  });
+  if (bias) {
+    std::fill(bias_p, bias_p + groups * G, T(0));
+    std::copy(bias, bias + sh.k, bias_p);
+  }
+  TapList taps;
+  for (std::size_t r = 0; r < sh.r; ++r)
+    for (std::size_t s = 0; s < sh.s; ++s) {
+      taps.du[taps.count] = static_cast<std::ptrdiff_t>(r);
+      taps.dv[taps.count] = static_cast<std::ptrdiff_t>(s);
+      taps.wtap[taps.count++] = r * sh.s + s;
+    }
+  const Gather<T> g{x, sh.h, sh.w, sh.c, wp, RS, y, sh.k, groups, bias ? bias_p : nullptr,
+                    zero, false, chunk_for<T>(sh.c, RS)};
+  const std::size_t M = sh.n * P * Q, block = kBlockTiles * MR;
+  detail::parallel_items(detail::ceil_div(M, block), [&](std::size_t b) {
+    PixelRef<T> px[kBlockTiles * MR];
+    const std::size_t m0 = b * block, npx = std::min(block, M - m0);
+    for (std::size_t i = 0; i < npx; ++i) {
+      const std::size_t m = m0 + i, n = m / (P * Q), pq = m % (P * Q);
+      px[i] = {x + n * sh.h * sh.w * sh.c,
+               static_cast<std::ptrdiff_t>((pq / Q) * sh.stride) - static_cast<std::ptrdiff_t>(sh.pad),
+               static_cast<std::ptrdiff_t>((pq % Q) * sh.stride) - static_cast<std::ptrdiff_t>(sh.pad),
+               y + m * sh.k};
+    }
+    gather_block(g, taps, px, npx);
+  });
+}
+
+template <class T>
+void conv_backward_data(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T* ws,
+                        bool accumulate) {
+  constexpr std::size_t G = ConvTile<T>::kGroup, MR = ConvTile<T>::kRows;
+  const std::size_t RS = sh.r * sh.s, P = sh.p(), Q = sh.q(), groups = detail::ceil_div(sh.c, G);
+  const std::ptrdiff_t stride = static_cast<std::ptrdiff_t>(sh.stride),
+                       pad = static_cast<std::ptrdiff_t>(sh.pad);
+  T* wp = ws;
+  T* zero = wp + groups * G * RS * sh.k;
+  std::fill(zero, zero + sh.k, T(0));
+  // Transposed weights: output channels of this pass are the input channels c.
+  pack_weights(sh.c, sh.k, RS, wp, [&](std::size_t c, std::size_t k, std::size_t tap) {
+    return w[(k * sh.c + c) * RS + tap];
+  });
+  const Gather<T> g{dy, P, Q, sh.k, wp, RS, dx, sh.c, groups, nullptr, zero, accumulate,
+                    chunk_for<T>(sh.k, RS)};
+
+  // Phase (ph, pw) holds the dx pixels ih = ph + a*stride, iw = pw + b*stride. Tap r reaches
+  // it when (ph + pad - r) is a multiple of the stride, from dy row oh = a + (ph + pad - r)/stride.
+  // Phases are numbered ph * stride + pw; each is cut into blocks of `block` pixels.
+  const std::size_t block = kBlockTiles * MR, nphases = sh.stride * sh.stride;
+  auto phase_extent = [&](std::size_t phase, std::size_t& rows, std::size_t& cols) {
+    const std::size_t ph = phase / sh.stride, pw = phase % sh.stride;
+    rows = ph < sh.h ? detail::ceil_div(sh.h - ph, sh.stride) : 0;
+    cols = pw < sh.w ? detail::ceil_div(sh.w - pw, sh.stride) : 0;
+  };
+  std::size_t total_blocks = 0;
+  for (std::size_t f = 0; f < nphases; ++f) {
+    std::size_t rows, cols;
+    phase_extent(f, rows, cols);
+    total_blocks += detail::ceil_div(sh.n * rows * cols, block);
+  }
+  detail::parallel_items(total_blocks, [&](std::size_t b) {
+    std::size_t phase = 0, rows = 0, cols = 0;
+    for (;; ++phase) {
+      phase_extent(phase, rows, cols);
+      const std::size_t blocks = detail::ceil_div(sh.n * rows * cols, block);
+      if (b < blocks) break;
+      b -= blocks;
+    }
+    const std::size_t ph = phase / sh.stride, pw = phase % sh.stride;
+    TapList taps;
+    for (std::size_t r = 0; r < sh.r; ++r) {
+      const std::ptrdiff_t er = static_cast<std::ptrdiff_t>(ph) + pad - static_cast<std::ptrdiff_t>(r);
+      if (((er % stride) + stride) % stride != 0) continue;
+      for (std::size_t s = 0; s < sh.s; ++s) {
+        const std::ptrdiff_t es = static_cast<std::ptrdiff_t>(pw) + pad - static_cast<std::ptrdiff_t>(s);
+        if (((es % stride) + stride) % stride != 0) continue;
+        taps.du[taps.count] = er / stride;  // exact division
+        taps.dv[taps.count] = es / stride;
+        taps.wtap[taps.count++] = r * sh.s + s;
+      }
+    }
+    PixelRef<T> px[kBlockTiles * MR];
+    const std::size_t per_image = rows * cols, total = sh.n * per_image;
+    const std::size_t m0 = b * block, npx = std::min(block, total - m0);
+    for (std::size_t i = 0; i < npx; ++i) {
+      const std::size_t m = m0 + i, n = m / per_image, ab = m % per_image;
+      const std::size_t a = ab / cols, bb = ab % cols;
+      const std::size_t ih = ph + a * sh.stride, iw = pw + bb * sh.stride;
+      px[i] = {dy + n * P * Q * sh.k, static_cast<std::ptrdiff_t>(a), static_cast<std::ptrdiff_t>(bb),
+               dx + ((n * sh.h + ih) * sh.w + iw) * sh.c};
+    }
+    gather_block(g, taps, px, npx);
+  });
+}
+
+void conv_forward_f32(const Conv2dShape& sh, const float* x, const float* w, const float* b,
+                      float* y, float* ws) {
+  conv_forward(sh, x, w, b, y, ws);
+}
+void conv_forward_f64(const Conv2dShape& sh, const double* x, const double* w, const double* b,
+                      double* y, double* ws) {
+  conv_forward(sh, x, w, b, y, ws);
+}
+void conv_backward_data_f32(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
+                            float* ws, bool acc) {
+  conv_backward_data(sh, dy, w, dx, ws, acc);
+}
+void conv_backward_data_f64(const Conv2dShape& sh, const double* dy, const double* w,
+                            double* dx, double* ws, bool acc) {
+  conv_backward_data(sh, dy, w, dx, ws, acc);
+}
+
+}  // namespace odyssey::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <stdexcept>
+#include <string>
+
+namespace odyssey::kernels {
+
+HWY_EXPORT(conv_forward_f32);
+HWY_EXPORT(conv_forward_f64);
+HWY_EXPORT(conv_backward_data_f32);
+HWY_EXPORT(conv_backward_data_f64);
+
+namespace {
+void check(const Conv2dShape& sh) {
+  if (sh.n == 0 || sh.c == 0 || sh.k == 0 || sh.r == 0 || sh.s == 0 || sh.stride == 0 ||
+      sh.h + 2 * sh.pad < sh.r || sh.w + 2 * sh.pad < sh.s || sh.r > 64 / sh.s)
+    throw std::invalid_argument("conv2d: invalid shape (n " + std::to_string(sh.n) + ", c " +
+                                std::to_string(sh.c) + ", h " + std::to_string(sh.h) + ", w " +
+                                std::to_string(sh.w) + ", k " + std::to_string(sh.k) +
+                                ", kernel " + std::to_string(sh.r) + "x" + std::to_string(sh.s) +
+                                ", stride " + std::to_string(sh.stride) + ", pad " +
+                                std::to_string(sh.pad) + "); kernels up to 64 taps");
+}
+}  // namespace
+
+std::size_t conv2d_workspace_size(const Conv2dShape& sh) {
+  // Sized for the widest tile of any target (64 channels) and 64-byte alignment slack.
+  constexpr std::size_t kMaxGroup = 64;
+  const std::size_t RS = sh.r * sh.s;
+  const std::size_t fwd = detail::round_up(sh.k, kMaxGroup) * RS * sh.c + detail::round_up(sh.c, 16) +
+                          detail::round_up(sh.k, kMaxGroup);
+  const std::size_t bwd_data = detail::round_up(sh.c, kMaxGroup) * RS * sh.k + sh.k;
+  const std::size_t bwd_weights = RS * sh.c * detail::round_up(sh.k, kMaxGroup);
+  return std::max({fwd, bwd_data, bwd_weights}) + 16;
+}
+
+void conv2d_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
+                    float* y, float* ws) {
+  check(sh);
+  HWY_DYNAMIC_DISPATCH(conv_forward_f32)(sh, x, w, bias, y, ws);
+}
+void conv2d_forward(const Conv2dShape& sh, const double* x, const double* w, const double* bias,
+                    double* y, double* ws) {
+  check(sh);
+  HWY_DYNAMIC_DISPATCH(conv_forward_f64)(sh, x, w, bias, y, ws);
+}
+void conv2d_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
+                          float* ws, bool accumulate) {
+  check(sh);
+  HWY_DYNAMIC_DISPATCH(conv_backward_data_f32)(sh, dy, w, dx, ws, accumulate);
+}
+void conv2d_backward_data(const Conv2dShape& sh, const double* dy, const double* w, double* dx,
+                          double* ws, bool accumulate) {
+  check(sh);
+  HWY_DYNAMIC_DISPATCH(conv_backward_data_f64)(sh, dy, w, dx, ws, accumulate);
+}
+
+}  // namespace odyssey::kernels
+#endif  // HWY_ONCE

@@ -1,0 +1,215 @@
+// Convolution backward-weights on channels-last activations:
+//   dw[k][c][r][s] += sum over (n, p, q) of dy[n][p][q][k] * x[n][p*stride-pad+r][q*stride-pad+s][c]
+//   db[k] += sum over (n, p, q) of dy[n][p][q][k]
+//
+// For each tap this is a GEMM whose reduction runs over pixels. A register tile holds
+// kRows input channels by kVectors vectors of output channels; per pixel it loads the
+// kVectors dy vectors once and broadcasts kRows x values.
+//
+// Determinism: every task owns a disjoint set of dw elements (an output-channel group and a
+// range of input channels, all taps) and sums over all pixels itself, in chunks of about
+// kChunkPixels pixels taken in order. No partial sums cross tasks, so the result is the same
+// for any thread count. The chunk keeps dy (kChunkPixels x kGroup) and the x rows it needs in
+// L1/L2 while every tap and channel tile of the task passes over it.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "conv_weights.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <utility>
+
+#include "common.h"
+#include "conv-inl.h"
+#include "odyssey/kernels/conv.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace odyssey::kernels::HWY_NAMESPACE {
+
+constexpr std::size_t kChunkPixels = 128;
+constexpr std::size_t kMinTasks = 8;  // enough to balance two threads
+
+/// acc[i][v] += sum_q x[q*xstep + i] * dy[q*dystep + v*L], for `count` pixels q.
+template <std::size_t MR, std::size_t NV, bool kFull, class D, class T = hn::TFromD<D>>
+HWY_INLINE void tile_pixels(D d, const T* HWY_RESTRICT x, std::size_t xstep,
+                            const T* HWY_RESTRICT dy, std::size_t dystep, std::size_t count,
+                            std::size_t width, hn::Vec<D>* HWY_RESTRICT acc) {
+  constexpr std::size_t L = hn::MaxLanes(D());
+  hn::Vec<D> sum[MR * NV];  // local copy: see tile_rows
+  HWY_UNROLL(MR * NV)
+  for (std::size_t i = 0; i < MR * NV; ++i) sum[i] = acc[i];
+  for (std::size_t q = 0; q < count; ++q, x += xstep, dy += dystep) {
+    hn::Vec<D> bv[NV];
+    HWY_UNROLL(NV)
+    for (std::size_t v = 0; v < NV; ++v) {
+      if constexpr (kFull) {
+        bv[v] = hn::LoadU(d, dy + v * L);
+      } else {
+        bv[v] = v * L < width ? load_partial(d, dy + v * L, std::min(L, width - v * L)) : hn::Zero(d);
+      }
+    }
+    HWY_UNROLL(MR)
+    for (std::size_t i = 0; i < MR; ++i) {
+      const auto av = hn::Set(d, x[i]);
+      HWY_UNROLL(NV)
+      for (std::size_t v = 0; v < NV; ++v) sum[i * NV + v] = hn::MulAdd(av, bv[v], sum[i * NV + v]);
+    }
+  }
+  HWY_UNROLL(MR * NV)
+  for (std::size_t i = 0; i < MR * NV; ++i) acc[i] = sum[i];
+}
+
+template <class T>
+struct WeightsJob {
+  const Conv2dShape* sh;
+  const T* x;
+  const T* dy;
+  T* acc;  // [R*S][C][Kp]
+  std::size_t kp, rows_per_chunk;
+};
+
+/// One channel tile (MR input channels, one output group) of one tap over one chunk of rows.
+template <std::size_t MR, bool kFull, class T>
+HWY_INLINE void weights_tile(const WeightsJob<T>& j, std::size_t grp, std::size_t width,
+                             std::size_t rs, std::size_t c0, std::size_t row0, std::size_t row1) {
+  using Tile = ConvTile<T>;
+  const typename Tile::D d;
+  constexpr std::size_t NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  const Conv2dShape& sh = *j.sh;
+  const std::size_t P = sh.p(), Q = sh.q(), r = rs / sh.s, s = rs % sh.s;
+  const std::ptrdiff_t pad = static_cast<std::ptrdiff_t>(sh.pad);
+  // Columns q whose input column q*stride - pad + s lies inside [0, W).
+  const std::ptrdiff_t lo_num = pad - static_cast<std::ptrdiff_t>(s);
+  const std::size_t q_lo =
+      lo_num > 0 ? detail::ceil_div(static_cast<std::size_t>(lo_num), sh.stride) : 0;
+  const std::ptrdiff_t hi_num = static_cast<std::ptrdiff_t>(sh.w) - 1 + pad - static_cast<std::ptrdiff_t>(s);
+  const std::size_t q_hi =
+      hi_num < 0 ? 0 : std::min(Q, static_cast<std::size_t>(hi_num) / sh.stride + 1);
+  if (q_lo >= q_hi && row0 != 0) return;  // nothing to add to this tile
+
+  T* out = j.acc + (rs * sh.c + c0) * j.kp + grp * G;
+  hn::Vec<decltype(d)> acc[MR * NV];
+  for (std::size_t i = 0; i < MR; ++i)
+    for (std::size_t v = 0; v < NV; ++v)
+      acc[i * NV + v] = row0 == 0 ? hn::Zero(d) : hn::Load(d, out + i * j.kp + v * L);
+  if (q_lo < q_hi) {
+    for (std::size_t row = row0; row < row1; ++row) {
+      const std::size_t n = row / P, p = row % P;
+      const std::ptrdiff_t ih = static_cast<std::ptrdiff_t>(p * sh.stride + r) - pad;
+      if (ih < 0 || ih >= static_cast<std::ptrdiff_t>(sh.h)) continue;
+      const std::size_t iw = q_lo * sh.stride + s - sh.pad;
+      const T* xr = j.x + ((n * sh.h + static_cast<std::size_t>(ih)) * sh.w + iw) * sh.c + c0;
+      const T* dyr = j.dy + (row * Q + q_lo) * sh.k + grp * G;
+      tile_pixels<MR, NV, kFull>(d, xr, sh.stride * sh.c, dyr, sh.k, q_hi - q_lo, width, acc);
+    }
+  }
+  for (std::size_t i = 0; i < MR; ++i)
+    for (std::size_t v = 0; v < NV; ++v) hn::Store(acc[i * NV + v], d, out + i * j.kp + v * L);
+}
+
+template <std::size_t MR, class T>
+HWY_INLINE void weights_tile_any(const WeightsJob<T>& j, std::size_t grp, std::size_t width,
+                                 std::size_t rs, std::size_t c0, std::size_t row0,
+                                 std::size_t row1) {
+  if (width == ConvTile<T>::kGroup) {
+    weights_tile<MR, true>(j, grp, width, rs, c0, row0, row1);
+  } else {
+    weights_tile<MR, false>(j, grp, width, rs, c0, row0, row1);
+  }
+}
+
+/// Channel tiles narrower than kRows (the last one when C is not a multiple) get their own
+/// instantiation, so no tile reads past its channels.
+template <class T, std::size_t... I>
+HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, std::size_t grp,
+                                  std::size_t width, std::size_t rs, std::size_t c0,
+                                  std::size_t row0, std::size_t row1, std::index_sequence<I...>) {
+  ((mr == I + 1 ? weights_tile_any<I + 1>(j, grp, width, rs, c0, row0, row1) : void()), ...);
+}
+
+template <class T>
+HWY_NOINLINE void weights_task(const WeightsJob<T>& j, std::size_t grp, std::size_t c_begin,
+                               std::size_t c_end) {
+  constexpr std::size_t MR = ConvTile<T>::kRows, G = ConvTile<T>::kGroup;
+  const Conv2dShape& sh = *j.sh;
+  const std::size_t width = std::min(G, sh.k - grp * G), rows = sh.n * sh.p(), RS = sh.r * sh.s;
+  for (std::size_t row0 = 0; row0 < rows; row0 += j.rows_per_chunk) {
+    const std::size_t row1 = std::min(rows, row0 + j.rows_per_chunk);
+    for (std::size_t rs = 0; rs < RS; ++rs)
+      for (std::size_t c0 = c_begin; c0 < c_end; c0 += MR)
+        weights_tile_rows(std::min(MR, c_end - c0), j, grp, width, rs, c0, row0, row1,
+                          std::make_index_sequence<MR>());
+  }
+}
+
+template <class T>
+void conv_backward_weights(const Conv2dShape& sh, const T* x, const T* dy, T* dw, T* db, T* ws) {
+  constexpr std::size_t MR = ConvTile<T>::kRows, G = ConvTile<T>::kGroup;
+  const std::size_t groups = detail::ceil_div(sh.k, G), kp = groups * G, RS = sh.r * sh.s;
+  const WeightsJob<T> job{&sh, x, dy, ws, kp, std::max<std::size_t>(1, kChunkPixels / sh.q())};
+  // Split the input channels so that there are at least kMinTasks tasks.
+  const std::size_t ctiles = detail::ceil_div(sh.c, MR);
+  const std::size_t splits = std::min(ctiles, detail::ceil_div(kMinTasks, groups));
+  const std::size_t tiles_per = detail::ceil_div(ctiles, splits);
+  detail::parallel_items(groups * splits, [&](std::size_t item) {
+    const std::size_t grp = item / splits, part = item % splits;
+    const std::size_t c_begin = std::min(sh.c, part * tiles_per * MR);
+    const std::size_t c_end = std::min(sh.c, c_begin + tiles_per * MR);
+    if (c_begin < c_end) weights_task(job, grp, c_begin, c_end);
+  });
+  // dw (PyTorch's [K][C][R][S]) += the task results ([R*S][C][Kp]).
+  detail::parallel_items(detail::ceil_div(sh.k, 16), [&](std::size_t kb) {
+    for (std::size_t k = kb * 16; k < std::min(sh.k, kb * 16 + 16); ++k)
+      for (std::size_t c = 0; c < sh.c; ++c)
+        for (std::size_t rs = 0; rs < RS; ++rs) dw[(k * sh.c + c) * RS + rs] += ws[(rs * sh.c + c) * kp + k];
+  });
+  if (db) {
+    const std::size_t M = sh.n * sh.p() * sh.q();
+    detail::parallel_items(detail::ceil_div(sh.k, 16), [&](std::size_t kb) {
+      for (std::size_t k = kb * 16; k < std::min(sh.k, kb * 16 + 16); ++k) {
+        double sum = 0;
+        for (std::size_t m = 0; m < M; ++m) sum += dy[m * sh.k + k];
+        db[k] += static_cast<T>(sum);
+      }
+    });
+  }
+}
+
+void conv_backward_weights_f32(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
+                               float* db, float* ws) {
+  conv_backward_weights(sh, x, dy, dw, db, ws);
+}
+void conv_backward_weights_f64(const Conv2dShape& sh, const double* x, const double* dy,
+                               double* dw, double* db, double* ws) {
+  conv_backward_weights(sh, x, dy, dw, db, ws);
+}
+
+}  // namespace odyssey::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <stdexcept>
+
+namespace odyssey::kernels {
+
+HWY_EXPORT(conv_backward_weights_f32);
+HWY_EXPORT(conv_backward_weights_f64);
+
+void conv2d_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
+                             float* db, float* ws) {
+  if (sh.n == 0 || sh.c == 0 || sh.k == 0 || sh.stride == 0 || sh.h + 2 * sh.pad < sh.r ||
+      sh.w + 2 * sh.pad < sh.s)
+    throw std::invalid_argument("conv2d_backward_weights: invalid shape");
+  HWY_DYNAMIC_DISPATCH(conv_backward_weights_f32)(sh, x, dy, dw, db, ws);
+}
+void conv2d_backward_weights(const Conv2dShape& sh, const double* x, const double* dy,
+                             double* dw, double* db, double* ws) {
+  if (sh.n == 0 || sh.c == 0 || sh.k == 0 || sh.stride == 0 || sh.h + 2 * sh.pad < sh.r ||
+      sh.w + 2 * sh.pad < sh.s)
+    throw std::invalid_argument("conv2d_backward_weights: invalid shape");
+  HWY_DYNAMIC_DISPATCH(conv_backward_weights_f64)(sh, x, dy, dw, db, ws);
+}
+
+}  // namespace odyssey::kernels
+#endif  // HWY_ONCE

@@ -1,0 +1,50 @@
+// 2-D convolution, cross-correlation as in PyTorch, on channels-last activations.
+//
+// Legend: N batch, C input channels, K output channels, H W input extents, P Q output
+// extents, R S kernel extents; stride and pad apply to both spatial axes.
+//   x: [N,H,W,C]   w: [K,C,R,S] (PyTorch's layout)   bias: [K]   y: [N,P,Q,K]
+//   P = (H + 2*pad - R) / stride + 1, Q = (W + 2*pad - S) / stride + 1
+#pragma once
+#include <cstddef>
+
+namespace odyssey::kernels {
+
+struct Conv2dShape {
+  std::size_t n, c, h, w;  // input: batch, channels, height, width
+  std::size_t k;           // output channels
+  std::size_t r, s;        // kernel height, width
+  std::size_t stride = 1, pad = 0;
+
+  [[nodiscard]] constexpr std::size_t p() const { return (h + 2 * pad - r) / stride + 1; }
+  [[nodiscard]] constexpr std::size_t q() const { return (w + 2 * pad - s) / stride + 1; }
+  [[nodiscard]] constexpr std::size_t x_size() const { return n * h * w * c; }
+  [[nodiscard]] constexpr std::size_t y_size() const { return n * p() * q() * k; }
+  [[nodiscard]] constexpr std::size_t w_size() const { return k * c * r * s; }
+  /// Multiply-accumulates of the forward pass (each backward pass does as many).
+  [[nodiscard]] constexpr std::size_t macs() const { return n * p() * q() * k * c * r * s; }
+};
+
+/// Elements of scratch memory (of the scalar type, 64-byte aligned) that every conv2d
+/// function below needs for `shape`; one buffer serves all three.
+std::size_t conv2d_workspace_size(const Conv2dShape& shape);
+
+/// y = conv(x, w) + bias. `bias` may be null.
+void conv2d_forward(const Conv2dShape& shape, const float* x, const float* w, const float* bias,
+                    float* y, float* workspace);
+void conv2d_forward(const Conv2dShape& shape, const double* x, const double* w,
+                    const double* bias, double* y, double* workspace);
+
+/// dx = conv_transpose(dy, w): overwritten, or added to when `accumulate`.
+void conv2d_backward_data(const Conv2dShape& shape, const float* dy, const float* w, float* dx,
+                          float* workspace, bool accumulate = false);
+void conv2d_backward_data(const Conv2dShape& shape, const double* dy, const double* w,
+                          double* dx, double* workspace, bool accumulate = false);
+
+/// dw += sum over pixels of dy (x) x, and db += sum over pixels of dy (db may be null).
+/// The sums run in an order that does not depend on the thread count.
+void conv2d_backward_weights(const Conv2dShape& shape, const float* x, const float* dy,
+                             float* dw, float* db, float* workspace);
+void conv2d_backward_weights(const Conv2dShape& shape, const double* x, const double* dy,
+                             double* dw, double* db, double* workspace);
+
+}  // namespace odyssey::kernels

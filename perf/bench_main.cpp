@@ -1,0 +1,59 @@
+// The perf suites' shared main: pins the thread count with oneTBB, measures the peak and
+// prints the context every table needs to be read.
+#include "bench_main.h"
+
+#include <odyssey/kernels/dispatch.h>
+#include <tbb/global_control.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "machine.h"
+
+namespace odyssey::perf {
+
+std::size_t bench_threads() {
+  static const std::size_t threads = [] {
+    const char* env = std::getenv("ODYSSEY_THREADS");
+    const long v = env ? std::strtol(env, nullptr, 10) : 2;
+    return static_cast<std::size_t>(v > 0 ? v : 2);
+  }();
+  return threads;
+}
+
+double machine_peak_gflops() {
+  static const double peak = measured_peak_gflops(bench_threads());
+  return peak;
+}
+
+void report_flops(benchmark::State& state, double flops) {
+  const double total = flops * double(state.iterations());
+  state.counters["GFLOP/s"] = benchmark::Counter(total / 1e9, benchmark::Counter::kIsRate);
+  state.counters["%design"] =
+      benchmark::Counter(total / 1e9 / kDesignPeakGflops * 100, benchmark::Counter::kIsRate);
+  state.counters["%peak"] =
+      benchmark::Counter(total / 1e9 / machine_peak_gflops() * 100, benchmark::Counter::kIsRate);
+}
+
+void report_bytes(benchmark::State& state, double bytes) {
+  const double total = bytes * double(state.iterations());
+  state.counters["GB/s"] = benchmark::Counter(total / 1e9, benchmark::Counter::kIsRate);
+  state.counters["%design"] =
+      benchmark::Counter(total / 1e9 / kDesignBandwidthGBs * 100, benchmark::Counter::kIsRate);
+}
+
+int run_benchmarks(int argc, char** argv, const char* suite) {
+  tbb::global_control threads(tbb::global_control::max_allowed_parallelism, bench_threads());
+  std::printf("%s: SIMD target %s, %zu threads, fp32 peak measured %.0f GFLOP/s (DESIGN.md: %.0f), "
+              "bandwidth reference %.0f GB/s\n",
+              suite, odyssey::kernels::active_target().c_str(), bench_threads(),
+              machine_peak_gflops(), kDesignPeakGflops, kDesignBandwidthGBs);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace odyssey::perf

@@ -1,0 +1,189 @@
+// conv2d forward, backward-data and backward-weights: against the double reference on every
+// SIMD target, float against double, gradient checks in double, and determinism across
+// thread counts.
+#define BOOST_TEST_MODULE conv2d
+#include <boost/test/unit_test.hpp>
+#include <tbb/global_control.h>
+
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <vector>
+import odyssey;
+import odyssey.testing;
+
+namespace ok = odyssey::kernels;
+namespace ot = odyssey::testing;
+
+namespace {
+
+ok::Conv2dShape shape(std::size_t n, std::size_t c, std::size_t h, std::size_t w, std::size_t k,
+                      std::size_t r, std::size_t s, std::size_t stride, std::size_t pad) {
+  return {n, c, h, w, k, r, s, stride, pad};
+}
+ot::ref::Conv ref_of(const ok::Conv2dShape& g) {
+  return {g.n, g.c, g.h, g.w, g.k, g.r, g.s, g.stride, g.pad};
+}
+std::string name(const ok::Conv2dShape& g) {
+  return "n" + std::to_string(g.n) + " c" + std::to_string(g.c) + " " + std::to_string(g.h) + "x" +
+         std::to_string(g.w) + " k" + std::to_string(g.k) + " " + std::to_string(g.r) + "x" +
+         std::to_string(g.s) + " s" + std::to_string(g.stride) + " p" + std::to_string(g.pad);
+}
+
+// Unfriendly shapes: odd channel counts (not multiples of any vector width), batch 1-3,
+// stride 2 and 3 on odd extents, padding 0/1/2, 1x1 inputs and kernels, output-channel
+// counts that leave a partial register tile, and ResNet-18's own three kinds.
+const std::vector<ok::Conv2dShape> kShapes = {
+    shape(1, 1, 1, 1, 1, 1, 1, 1, 0),    shape(2, 3, 5, 7, 5, 3, 3, 1, 1),
+    shape(3, 17, 8, 8, 17, 3, 3, 2, 1),  shape(2, 5, 7, 5, 3, 3, 3, 2, 0),
+    shape(1, 3, 8, 8, 64, 3, 3, 1, 1),   shape(2, 17, 5, 7, 70, 1, 1, 2, 0),
+    shape(3, 64, 4, 4, 65, 3, 3, 1, 1),  shape(1, 5, 6, 6, 3, 5, 5, 1, 2),
+    shape(2, 3, 9, 9, 4, 3, 3, 3, 1),    shape(1, 1, 3, 3, 2, 3, 3, 1, 0),
+    shape(2, 32, 8, 8, 64, 3, 3, 2, 1),  shape(2, 64, 8, 8, 128, 1, 1, 2, 0),
+};
+
+// Tolerance for float results: relative 1e-4 of the value, with an absolute floor of 1e-4 of
+// the typical magnitude of an output (values that nearly cancel have no relative accuracy).
+double rms(const std::vector<double>& v) {
+  double s = 0;
+  for (double e : v) s += e * e;
+  return std::sqrt(s / double(v.size())) + 1e-30;
+}
+
+struct Results {
+  std::vector<double> y, dx, dw, db;
+};
+
+template <class T>
+Results run(const ok::Conv2dShape& g, const std::vector<double>& x, const std::vector<double>& w,
+            const std::vector<double>& b, const std::vector<double>& dy) {
+  const auto xt = ot::cast<T>(x), wt = ot::cast<T>(w), bt = ot::cast<T>(b), dyt = ot::cast<T>(dy);
+  std::vector<T> y(g.y_size()), dx(g.x_size()), dw(g.w_size(), T(0)), db(g.k, T(0));
+  odyssey::AlignedBuffer<T> ws(ok::conv2d_workspace_size(g));
+  ok::conv2d_forward(g, xt.data(), wt.data(), bt.data(), y.data(), ws.data());
+  ok::conv2d_backward_data(g, dyt.data(), wt.data(), dx.data(), ws.data());
+  ok::conv2d_backward_weights(g, xt.data(), dyt.data(), dw.data(), db.data(), ws.data());
+  auto d = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
+  return {d(y), d(dx), d(dw), d(db)};
+}
+
+void expect_close(const std::vector<double>& actual, const std::vector<double>& expected,
+                  double rtol, const std::string& what) {
+  const auto r = ot::compare<double, double>(actual, expected, rtol, rtol * rms(expected));
+  BOOST_TEST(r.passed, what << ": " << r.report());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(matches_reference_on_every_target) {
+  for (const auto& target : ok::available_targets()) {
+    ok::use_target(target);
+    for (const auto& g : kShapes) {
+      const auto x = ot::random_values(g.x_size(), 1), w = ot::random_values(g.w_size(), 2);
+      const auto b = ot::random_values(g.k, 3), dy = ot::random_values(g.y_size(), 4);
+      const auto rg = ref_of(g);
+      const auto y_ref = ot::ref::conv_forward(rg, x, w, b.data());
+      const auto dx_ref = ot::ref::conv_backward_data(rg, dy, w);
+      const auto dwb_ref = ot::ref::conv_backward_weights(rg, x, dy);
+      const std::string where = target + " " + name(g);
+      const Results d = run<double>(g, x, w, b, dy);
+      expect_close(d.y, y_ref, 1e-12, where + " forward f64");
+      expect_close(d.dx, dx_ref, 1e-12, where + " backward-data f64");
+      expect_close(d.dw, dwb_ref[0], 1e-12, where + " backward-weights f64");
+      expect_close(d.db, dwb_ref[1], 1e-12, where + " bias gradient f64");
+      // Float against the double kernel: relative error 1e-4.
+      const Results f = run<float>(g, x, w, b, dy);
+      expect_close(f.y, d.y, 1e-4, where + " forward f32");
+      expect_close(f.dx, d.dx, 1e-4, where + " backward-data f32");
+      expect_close(f.dw, d.dw, 1e-4, where + " backward-weights f32");
+      expect_close(f.db, d.db, 1e-4, where + " bias gradient f32");
+    }
+  }
+  ok::use_best_target();
+}
+
+BOOST_AUTO_TEST_CASE(no_bias_and_accumulating_backward_data) {
+  const auto g = shape(2, 5, 7, 5, 6, 3, 3, 2, 1);
+  const auto x = ot::random_values(g.x_size(), 5), w = ot::random_values(g.w_size(), 6);
+  const auto dy = ot::random_values(g.y_size(), 7), prior = ot::random_values(g.x_size(), 8);
+  odyssey::AlignedBuffer<double> ws(ok::conv2d_workspace_size(g));
+    std::vector<double> y(g.y_size());
+  ok::conv2d_forward(g, x.data(), w.data(), nullptr, y.data(), ws.data());
+  expect_close(y, ot::ref::conv_forward(ref_of(g), x, w, nullptr), 1e-12, "no bias");
+  auto dx = prior;
+  ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data(), true);
+  auto expected = ot::ref::conv_backward_data(ref_of(g), dy, w);
+  for (std::size_t i = 0; i < expected.size(); ++i) expected[i] += prior[i];
+  expect_close(dx, expected, 1e-12, "accumulate");
+  // Weight gradients accumulate too: a second call doubles them.
+  std::vector<double> dw(g.w_size(), 0.0);
+  ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), nullptr, ws.data());
+  ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), nullptr, ws.data());
+  auto dw2 = ot::ref::conv_backward_weights(ref_of(g), x, dy)[0];
+  for (auto& v : dw2) v *= 2;
+  expect_close(dw, dw2, 1e-12, "dw accumulates");
+}
+
+// Gradient checks: loss = sum(R * y) + 0.5 * sum(y^2), so dy = R + y.
+BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
+  const std::vector<ok::Conv2dShape> shapes = {
+      shape(1, 1, 5, 7, 3, 3, 3, 1, 1), shape(2, 3, 5, 7, 5, 3, 3, 2, 0),
+      shape(3, 5, 8, 8, 4, 3, 3, 2, 1), shape(2, 17, 5, 7, 3, 1, 1, 2, 0),
+      shape(1, 3, 1, 1, 17, 1, 1, 1, 0),
+  };
+  for (const auto& g : shapes) {
+    auto x = ot::random_values(g.x_size(), 11), w = ot::random_values(g.w_size(), 12);
+    auto b = ot::random_values(g.k, 13);
+    const auto R = ot::random_values(g.y_size(), 14);
+    odyssey::AlignedBuffer<double> ws(ok::conv2d_workspace_size(g));
+    std::vector<double> y(g.y_size());
+    auto loss = [&] {
+      ok::conv2d_forward(g, x.data(), w.data(), b.data(), y.data(), ws.data());
+      double l = 0;
+      for (std::size_t i = 0; i < y.size(); ++i) l += R[i] * y[i] + 0.5 * y[i] * y[i];
+      return l;
+    };
+    loss();
+    std::vector<double> dy(y.size());
+    for (std::size_t i = 0; i < y.size(); ++i) dy[i] = R[i] + y[i];
+    std::vector<double> dx(g.x_size()), dw(g.w_size(), 0.0), db(g.k, 0.0);
+    ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data());
+    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data(), ws.data());
+    for (auto [what, param, grad] : {std::tuple{"dx", &x, &dx}, std::tuple{"dw", &w, &dw},
+                                     std::tuple{"db", &b, &db}}) {
+      const auto r = ot::check_gradient(name(g) + " " + what, *param, *grad, loss);
+      BOOST_TEST(r.passed, r.report());
+      BOOST_TEST(r.worst_relative <= 1e-6, r.report());
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(bitwise_identical_across_thread_counts_and_runs) {
+  // Large enough that every pass splits into many parallel tasks.
+  const auto g = shape(4, 64, 16, 16, 64, 3, 3, 1, 1);
+  const auto x = ot::random_values(g.x_size(), 21), w = ot::random_values(g.w_size(), 22);
+  const auto b = ot::random_values(g.k, 23), dy = ot::random_values(g.y_size(), 24);
+  Results one;
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    one = run<float>(g, x, w, b, dy);
+  }
+  for (int rep = 0; rep < 3; ++rep) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
+    const Results two = run<float>(g, x, w, b, dy);
+    BOOST_TEST(two.y == one.y);
+    BOOST_TEST(two.dx == one.dx);
+    BOOST_TEST(two.dw == one.dw);
+    BOOST_TEST(two.db == one.db);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(rejects_shapes_that_do_not_fit) {
+  std::vector<float> buf(64);
+  BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 2, 2, 1, 5, 5, 1, 0), buf.data(), buf.data(),
+                                       nullptr, buf.data(), buf.data()),
+                    std::invalid_argument);
+  BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 4, 4, 1, 3, 3, 0, 0), buf.data(), buf.data(),
+                                       nullptr, buf.data(), buf.data()),
+                    std::invalid_argument);
+}
