@@ -16,6 +16,8 @@
 
 #include <hwy/highway.h>
 
+#include "simd-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace odyssey::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
@@ -59,23 +61,6 @@ HWY_INLINE void tile_rows(D d, const T* const* HWY_RESTRICT a, const T* HWY_REST
   for (std::size_t i = 0; i < MR * NV; ++i) acc[i] = sum[i];
 }
 
-/// The first `count` lanes from p, zero above; reads nothing past p + count (Highway's
-/// MaskedLoad may read the whole vector on some targets).
-template <class D, class T = hn::TFromD<D>>
-HWY_INLINE hn::Vec<D> load_partial(D d, const T* HWY_RESTRICT p, std::size_t count) {
-  HWY_ALIGN T buf[hn::MaxLanes(D())] = {};
-  for (std::size_t j = 0; j < count; ++j) buf[j] = p[j];
-  return hn::Load(d, buf);
-}
-
-/// Writes the first `count` lanes of v to p.
-template <class D, class T = hn::TFromD<D>>
-HWY_INLINE void store_partial(D d, hn::Vec<D> v, T* HWY_RESTRICT p, std::size_t count) {
-  HWY_ALIGN T buf[hn::MaxLanes(D())];
-  hn::Store(v, d, buf);
-  for (std::size_t j = 0; j < count; ++j) p[j] = buf[j];
-}
-
 /// Loads (or stores) kRows x kVectors accumulators from (to) rows[i] + [0, width), where
 /// width may be less than a whole tile (a channel count that is not a multiple of the
 /// tile): the missing lanes read as zero and are not written.
@@ -90,7 +75,7 @@ HWY_INLINE void load_rows(D d, T* const* rows, std::size_t nrows, std::size_t wi
       } else if ((v + 1) * L <= width) {
         acc[i * NV + v] = hn::LoadU(d, rows[i] + v * L);
       } else {
-        acc[i * NV + v] = load_partial(d, rows[i] + v * L, width - v * L);
+        acc[i * NV + v] = load_n(d, rows[i] + v * L, width - v * L);
       }
     }
   }
@@ -105,7 +90,7 @@ HWY_INLINE void store_rows(D d, const hn::Vec<D>* acc, T* const* rows, std::size
       if ((v + 1) * L <= width) {
         hn::StoreU(acc[i * NV + v], d, rows[i] + v * L);
       } else {
-        store_partial(d, acc[i * NV + v], rows[i] + v * L, width - v * L);
+        store_n(d, acc[i * NV + v], rows[i] + v * L, width - v * L);
       }
     }
   }

@@ -46,7 +46,7 @@ HWY_INLINE void tile_pixels(D d, const T* HWY_RESTRICT x, std::size_t xstep,
       if constexpr (kFull) {
         bv[v] = hn::LoadU(d, dy + v * L);
       } else {
-        bv[v] = v * L < width ? load_partial(d, dy + v * L, std::min(L, width - v * L)) : hn::Zero(d);
+        bv[v] = v * L < width ? load_n(d, dy + v * L, std::min(L, width - v * L)) : hn::Zero(d);
       }
     }
     HWY_UNROLL(MR)

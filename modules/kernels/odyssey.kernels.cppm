@@ -2,18 +2,54 @@
 // (kernels/include/odyssey/kernels/). The kernels themselves are Highway dynamic-dispatch
 // translation units outside any module; see DESIGN.md, "Kernels behind a plain boundary".
 module;
+#include <odyssey/kernels/batchnorm.h>
 #include <odyssey/kernels/conv.h>
 #include <odyssey/kernels/dispatch.h>
+#include <odyssey/kernels/eltwise.h>
+#include <odyssey/kernels/linear.h>
+#include <odyssey/kernels/loss.h>
+#include <odyssey/kernels/pool.h>
 export module odyssey.kernels;
 
 export namespace odyssey::kernels {
+// dispatch.h
 using odyssey::kernels::active_target;
+using odyssey::kernels::available_targets;
+using odyssey::kernels::use_best_target;
+using odyssey::kernels::use_target;
+// conv.h
 using odyssey::kernels::Conv2dShape;
 using odyssey::kernels::conv2d_backward_data;
 using odyssey::kernels::conv2d_backward_weights;
 using odyssey::kernels::conv2d_forward;
 using odyssey::kernels::conv2d_workspace_size;
-using odyssey::kernels::available_targets;
-using odyssey::kernels::use_best_target;
-using odyssey::kernels::use_target;
+// batchnorm.h
+using odyssey::kernels::BatchNormShape;
+using odyssey::kernels::batchnorm_backward_inference;
+using odyssey::kernels::batchnorm_backward_training;
+using odyssey::kernels::batchnorm_forward_inference;
+using odyssey::kernels::batchnorm_forward_training;
+using odyssey::kernels::batchnorm_workspace_size;
+// eltwise.h
+using odyssey::kernels::accumulate;
+using odyssey::kernels::add_forward;
+using odyssey::kernels::add_relu_forward;
+using odyssey::kernels::relu_backward;
+using odyssey::kernels::relu_forward;
+using odyssey::kernels::SgdParams;
+using odyssey::kernels::sgd_update;
+// pool.h
+using odyssey::kernels::avgpool2d_backward;
+using odyssey::kernels::avgpool2d_forward;
+using odyssey::kernels::global_avgpool_backward;
+using odyssey::kernels::global_avgpool_forward;
+using odyssey::kernels::Pool2dShape;
+// linear.h
+using odyssey::kernels::linear_backward_data;
+using odyssey::kernels::linear_backward_weights;
+using odyssey::kernels::linear_forward;
+// loss.h
+using odyssey::kernels::LossStats;
+using odyssey::kernels::softmax_cross_entropy_backward;
+using odyssey::kernels::softmax_cross_entropy_forward;
 }  // namespace odyssey::kernels

@@ -5,6 +5,7 @@ module;
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <span>
 #include <string>
@@ -15,12 +16,16 @@ export import :reference;
 export namespace odyssey::testing {
 
 struct GradCheckOptions {
-  /// Central-difference step. 1e-5 in double balances truncation (~step^2) against
-  /// rounding (~1e-16 / step) for losses of order one.
-  double step = 1e-5;
+  /// Step h of the central differences. They are Richardson-extrapolated from steps h and
+  /// h/2, (4 D(h/2) - D(h)) / 3, which cancels the h^2 truncation term, so h can be large
+  /// enough that rounding in the loss stays small. Make it smaller for functions with kinks
+  /// (ReLU) near the point.
+  double step = 1e-4;
   /// An element passes when |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|).
   double rtol = 1e-6;
-  double atol = 1e-10;
+  /// Absolute floor. It is raised to the rounding noise of the differences themselves,
+  /// 32 * machine epsilon * |loss| / step, below which no numerical derivative is accurate.
+  double atol = 1e-12;
 };
 
 struct GradCheckResult {
@@ -31,19 +36,23 @@ struct GradCheckResult {
   double worst_relative = 0;  // |a - n| / max(|a|, |n|) at the worst element
   double analytic = 0;
   double numeric = 0;
+  double atol = 0;            // the absolute floor used
   std::string what;
 
   [[nodiscard]] std::string report() const {
-    return what + ": " + (passed ? "passed" : "FAILED") + ", " + std::to_string(checked) +
-           " elements, worst at [" + std::to_string(worst_index) + "] analytic " +
-           std::to_string(analytic) + " numeric " + std::to_string(numeric) +
-           " relative error " + std::to_string(worst_relative);
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "%s: %s, %zu elements, worst at [%zu]: analytic %.12g numeric %.12g, relative "
+                  "error %.3g (absolute floor %.3g)",
+                  what.c_str(), passed ? "passed" : "FAILED", checked, worst_index, analytic,
+                  numeric, worst_relative, atol);
+    return buf;
   }
 };
 
 /// Compares `analytic`, the gradient of `loss()` with respect to `x`, with central
-/// differences: x[i] is moved by +-step, `loss` re-evaluated, and x[i] restored. Checks the
-/// elements in `indices`, or all of them when `indices` is empty.
+/// differences: x[i] is moved, `loss` re-evaluated, and x[i] restored. Checks the elements
+/// in `indices`, or all of them when `indices` is empty.
 GradCheckResult check_gradient(std::string what, std::span<double> x,
                                std::span<const double> analytic,
                                const std::function<double()>& loss,
@@ -51,23 +60,28 @@ GradCheckResult check_gradient(std::string what, std::span<double> x,
                                std::span<const std::size_t> indices = {}) {
   GradCheckResult r;
   r.what = std::move(what);
-  auto check_one = [&](std::size_t i) {
+  const double f0 = loss();
+  r.atol = std::max(opt.atol, 32 * 2.220446049250313e-16 * std::abs(f0) / opt.step);
+  auto diff = [&](std::size_t i, double h) {
     const double saved = x[i];
-    x[i] = saved + opt.step;
+    x[i] = saved + h;
     const double up = loss();
-    x[i] = saved - opt.step;
+    x[i] = saved - h;
     const double down = loss();
     x[i] = saved;
-    const double numeric = (up - down) / (2 * opt.step);
+    return (up - down) / (2 * h);
+  };
+  auto check_one = [&](std::size_t i) {
+    const double numeric = (4 * diff(i, opt.step / 2) - diff(i, opt.step)) / 3;
     const double a = analytic[i];
     const double scale = std::max(std::abs(a), std::abs(numeric));
-    const double diff = std::abs(a - numeric);
-    double ratio = diff / (opt.atol + opt.rtol * scale);
+    const double err = std::abs(a - numeric);
+    double ratio = err / (r.atol + opt.rtol * scale);
     if (!std::isfinite(a) || !std::isfinite(numeric)) ratio = INFINITY;
     if (r.checked == 0 || ratio > r.worst_ratio) {
       r.worst_ratio = ratio;
       r.worst_index = i;
-      r.worst_relative = scale > 0 ? diff / scale : 0;
+      r.worst_relative = scale > 0 ? err / scale : 0;
       r.analytic = a;
       r.numeric = numeric;
     }

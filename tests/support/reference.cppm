@@ -3,6 +3,7 @@
 // backward-data reference scatters, the kernel gathers), so a shared mistake is unlikely.
 // Activations are channels-last, as odyssey stores them.
 module;
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -65,6 +66,150 @@ std::vector<std::vector<double>> conv_backward_weights(const Conv& g, const std:
   });
   for (std::size_t i = 0; i < dy.size(); ++i) db[i % g.k] += dy[i];
   return {dw, db};
+}
+
+// ---- batch norm, [M,C] rows, written with the textbook (unsimplified) chain rule.
+struct BatchNormOut {
+  std::vector<double> y, mean, rstd, running_mean, running_var;
+};
+
+BatchNormOut batchnorm_forward_training(std::size_t M, std::size_t C, const std::vector<double>& x,
+                                        const std::vector<double>& gamma, const std::vector<double>& beta,
+                                        std::vector<double> rm, std::vector<double> rv,
+                                        double momentum, double eps) {
+  BatchNormOut o{std::vector<double>(M * C), std::vector<double>(C), std::vector<double>(C), rm, rv};
+  for (std::size_t c = 0; c < C; ++c) {
+    double mean = 0, var = 0;
+    for (std::size_t m = 0; m < M; ++m) mean += x[m * C + c];
+    mean /= double(M);
+    for (std::size_t m = 0; m < M; ++m) var += (x[m * C + c] - mean) * (x[m * C + c] - mean);
+    var /= double(M);
+    o.mean[c] = mean;
+    o.rstd[c] = 1 / std::sqrt(var + eps);
+    for (std::size_t m = 0; m < M; ++m) o.y[m * C + c] = (x[m * C + c] - mean) * o.rstd[c] * gamma[c] + beta[c];
+    o.running_mean[c] = (1 - momentum) * rm[c] + momentum * mean;
+    o.running_var[c] = (1 - momentum) * rv[c] + momentum * var * double(M) / double(M - 1);
+  }
+  return o;
+}
+
+/// Returns {dx, dgamma, dbeta}.
+std::vector<std::vector<double>> batchnorm_backward_training(
+    std::size_t M, std::size_t C, const std::vector<double>& x, const std::vector<double>& dy,
+    const std::vector<double>& gamma, const std::vector<double>& mean, const std::vector<double>& rstd) {
+  std::vector<double> dx(M * C), dg(C, 0.0), db(C, 0.0);
+  for (std::size_t c = 0; c < C; ++c) {
+    const double r = rstd[c], var_eps = 1 / (r * r);
+    double dvar = 0, dmean = 0, sum_xm = 0;
+    for (std::size_t m = 0; m < M; ++m) {
+      const double xm = x[m * C + c] - mean[c], dxhat = dy[m * C + c] * gamma[c];
+      dvar += dxhat * xm * -0.5 * std::pow(var_eps, -1.5);
+      dmean += -dxhat * r;
+      sum_xm += -2 * xm;
+      dg[c] += dy[m * C + c] * xm * r;
+      db[c] += dy[m * C + c];
+    }
+    dmean += dvar * sum_xm / double(M);
+    for (std::size_t m = 0; m < M; ++m) {
+      const double xm = x[m * C + c] - mean[c];
+      dx[m * C + c] = dy[m * C + c] * gamma[c] * r + dvar * 2 * xm / double(M) + dmean / double(M);
+    }
+  }
+  return {dx, dg, db};
+}
+
+std::vector<double> batchnorm_forward_inference(std::size_t M, std::size_t C, const std::vector<double>& x,
+                                                const std::vector<double>& gamma, const std::vector<double>& beta,
+                                                const std::vector<double>& rm, const std::vector<double>& rv,
+                                                double eps) {
+  std::vector<double> y(M * C);
+  for (std::size_t i = 0; i < M * C; ++i) {
+    const std::size_t c = i % C;
+    y[i] = (x[i] - rm[c]) / std::sqrt(rv[c] + eps) * gamma[c] + beta[c];
+  }
+  return y;
+}
+
+// ---- pooling, channels-last
+std::vector<double> avgpool_forward(std::size_t N, std::size_t C, std::size_t H, std::size_t W,
+                                    std::size_t k, std::size_t s, const std::vector<double>& x) {
+  const std::size_t P = (H - k) / s + 1, Q = (W - k) / s + 1;
+  std::vector<double> y(N * P * Q * C, 0.0);
+  for (std::size_t n = 0; n < N; ++n)
+    for (std::size_t p = 0; p < P; ++p)
+      for (std::size_t q = 0; q < Q; ++q)
+        for (std::size_t i = 0; i < k; ++i)
+          for (std::size_t j = 0; j < k; ++j)
+            for (std::size_t c = 0; c < C; ++c)
+              y[((n * P + p) * Q + q) * C + c] += x[((n * H + p * s + i) * W + q * s + j) * C + c] / double(k * k);
+  return y;
+}
+
+/// Scatter form (the kernel gathers).
+std::vector<double> avgpool_backward(std::size_t N, std::size_t C, std::size_t H, std::size_t W,
+                                     std::size_t k, std::size_t s, const std::vector<double>& dy) {
+  const std::size_t P = (H - k) / s + 1, Q = (W - k) / s + 1;
+  std::vector<double> dx(N * H * W * C, 0.0);
+  for (std::size_t n = 0; n < N; ++n)
+    for (std::size_t p = 0; p < P; ++p)
+      for (std::size_t q = 0; q < Q; ++q)
+        for (std::size_t i = 0; i < k; ++i)
+          for (std::size_t j = 0; j < k; ++j)
+            for (std::size_t c = 0; c < C; ++c)
+              dx[((n * H + p * s + i) * W + q * s + j) * C + c] += dy[((n * P + p) * Q + q) * C + c] / double(k * k);
+  return dx;
+}
+
+// ---- linear, PyTorch layouts
+std::vector<double> linear_forward(std::size_t N, std::size_t I, std::size_t O, const std::vector<double>& x,
+                                   const std::vector<double>& w, const std::vector<double>& b) {
+  std::vector<double> y(N * O);
+  for (std::size_t n = 0; n < N; ++n)
+    for (std::size_t o = 0; o < O; ++o) {
+      double s = b.empty() ? 0.0 : b[o];
+      for (std::size_t i = 0; i < I; ++i) s += x[n * I + i] * w[o * I + i];
+      y[n * O + o] = s;
+    }
+  return y;
+}
+
+// ---- softmax cross-entropy with label smoothing, mean over the batch
+double cross_entropy(std::size_t N, std::size_t K, const std::vector<double>& z,
+                     const std::vector<std::int32_t>& labels, double eps, std::vector<double>* probs = nullptr,
+                     std::vector<double>* dz = nullptr) {
+  double total = 0;
+  if (probs) probs->assign(N * K, 0.0);
+  if (dz) dz->assign(N * K, 0.0);
+  for (std::size_t n = 0; n < N; ++n) {
+    double mx = z[n * K];
+    for (std::size_t k = 1; k < K; ++k) mx = std::max(mx, z[n * K + k]);
+    double s = 0;
+    for (std::size_t k = 0; k < K; ++k) s += std::exp(z[n * K + k] - mx);
+    for (std::size_t k = 0; k < K; ++k) {
+      const double logp = z[n * K + k] - mx - std::log(s);
+      const double q = (k == std::size_t(labels[n]) ? 1 - eps : 0.0) + eps / double(K);
+      total -= q * logp;
+      if (probs) (*probs)[n * K + k] = std::exp(logp);
+      if (dz) (*dz)[n * K + k] = (std::exp(logp) - q) / double(N);
+    }
+  }
+  return total / double(N);
+}
+
+// ---- SGD exactly as torch.optim.SGD (momentum buffer created from the first gradient).
+struct SgdState {
+  std::vector<double> w, buf;
+  bool started = false;
+};
+void sgd_step(SgdState& s, const std::vector<double>& grad, double lr, double momentum, double wd, bool nesterov) {
+  if (s.buf.empty()) s.buf.assign(s.w.size(), 0.0);
+  for (std::size_t i = 0; i < s.w.size(); ++i) {
+    double g = grad[i] + wd * s.w[i];
+    s.buf[i] = s.started ? momentum * s.buf[i] + g : g;
+    const double step = nesterov ? g + momentum * s.buf[i] : s.buf[i];
+    s.w[i] -= lr * step;
+  }
+  s.started = true;
 }
 
 }  // namespace odyssey::testing::ref
