@@ -3,6 +3,7 @@
 #include "bench_main.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 import odyssey;
@@ -78,9 +79,134 @@ void register_convs() {
   }
 }
 
+// Activation shapes after each stage: channels and spatial extent.
+struct ActCase {
+  const char* name;
+  std::size_t c, h;
+};
+const ActCase kActs[] = {{"64x32x32", 64, 32}, {"128x16x16", 128, 16}, {"256x8x8", 256, 8}, {"512x4x4", 512, 4}};
+
+enum class BnPass { forward, backward, forward_backward };
+
+void bm_batchnorm(benchmark::State& state, ActCase a, BnPass pass) {
+  const ok::BatchNormShape s{kBatch * a.h * a.h, a.c};
+  const std::size_t n = s.m * s.c;
+  odyssey::AlignedBuffer<float> x(n), y(n), dy(n), dx(n), g(a.c), b(a.c), mean(a.c), rstd(a.c), rm(a.c), rv(a.c),
+      dg(a.c), db(a.c);
+  odyssey::AlignedBuffer<double> ws(ok::batchnorm_workspace_size(s));
+  for (std::size_t i = 0; i < n; ++i) x.data()[i] = float(i % 13) * 0.1f, dy.data()[i] = float(i % 7) * 0.01f;
+  for (std::size_t c = 0; c < a.c; ++c) g.data()[c] = 1, rv.data()[c] = 1;
+  auto fwd = [&] {
+    ok::batchnorm_forward_training(s, x.data(), g.data(), b.data(), y.data(), mean.data(), rstd.data(), rm.data(),
+                                   rv.data(), 0.1, 1e-5, ws.data());
+  };
+  auto bwd = [&] {
+    ok::batchnorm_backward_training(s, x.data(), dy.data(), g.data(), mean.data(), rstd.data(), dx.data(), dg.data(),
+                                    db.data(), ws.data());
+  };
+  fwd();
+  for (auto _ : state) {
+    if (pass != BnPass::backward) fwd();
+    if (pass != BnPass::forward) bwd();
+    benchmark::ClobberMemory();
+  }
+  // Tensor passes the algorithm makes: forward reads x twice (statistics, normalise) and
+  // writes y; backward reads x and dy twice (sums, dx) and writes dx.
+  const double passes = pass == BnPass::forward ? 3 : pass == BnPass::backward ? 5 : 8;
+  op::report_bytes(state, passes * double(n) * sizeof(float));
+}
+
+enum class Elt { relu, relu_backward, add_relu };
+
+void bm_eltwise(benchmark::State& state, ActCase a, Elt op) {
+  const std::size_t n = kBatch * a.c * a.h * a.h;
+  odyssey::AlignedBuffer<float> x(n), y(n), z(n);
+  for (std::size_t i = 0; i < n; ++i) x.data()[i] = float(i % 5) - 2.0f, y.data()[i] = 0.5f;
+  for (auto _ : state) {
+    switch (op) {
+      case Elt::relu: ok::relu_forward(n, x.data(), z.data()); break;
+      case Elt::relu_backward: ok::relu_backward(n, x.data(), y.data(), z.data()); break;
+      case Elt::add_relu: ok::add_relu_forward(n, x.data(), y.data(), z.data()); break;
+    }
+    benchmark::ClobberMemory();
+  }
+  op::report_bytes(state, (op == Elt::relu ? 2.0 : 3.0) * double(n) * sizeof(float));
+}
+
+void bm_global_pool(benchmark::State& state, bool backward) {
+  const std::size_t hw = 16, c = 512, n = kBatch * hw * c;
+  odyssey::AlignedBuffer<float> x(n), y(kBatch * c);
+  for (auto _ : state) {
+    if (backward) ok::global_avgpool_backward(kBatch, hw, c, y.data(), x.data());
+    else ok::global_avgpool_forward(kBatch, hw, c, x.data(), y.data());
+    benchmark::ClobberMemory();
+  }
+  op::report_bytes(state, double(n + kBatch * c) * sizeof(float));
+}
+
+void bm_linear(benchmark::State& state, int pass) {
+  const std::size_t in = 512, out = 10;
+  odyssey::AlignedBuffer<float> x(kBatch * in), w(out * in), b(out), y(kBatch * out), dw(out * in), db(out);
+  for (auto _ : state) {
+    if (pass == 0) ok::linear_forward(kBatch, in, out, x.data(), w.data(), b.data(), y.data());
+    if (pass == 1) ok::linear_backward_data(kBatch, in, out, y.data(), w.data(), x.data());
+    if (pass == 2) ok::linear_backward_weights(kBatch, in, out, x.data(), y.data(), dw.data(), db.data());
+    benchmark::ClobberMemory();
+  }
+  op::report_flops(state, 2.0 * double(kBatch * in * out));
+}
+
+void bm_cross_entropy(benchmark::State& state) {
+  const std::size_t k = 10;
+  odyssey::AlignedBuffer<float> z(kBatch * k), p(kBatch * k), dz(kBatch * k);
+  std::vector<std::int32_t> labels(kBatch);
+  for (std::size_t i = 0; i < kBatch; ++i) labels[i] = std::int32_t(i % k), z.data()[i] = float(i % 3);
+  for (auto _ : state) {
+    ok::softmax_cross_entropy_forward(kBatch, k, z.data(), labels.data(), 0.1, p.data());
+    ok::softmax_cross_entropy_backward(kBatch, k, p.data(), labels.data(), 0.1, dz.data());
+    benchmark::ClobberMemory();
+  }
+  op::report_bytes(state, 4.0 * double(kBatch * k) * sizeof(float));
+}
+
+void bm_sgd(benchmark::State& state) {
+  const std::size_t n = 11'173'962;  // ResNet-18's parameters
+  odyssey::AlignedBuffer<float> w(n), g(n), v(n);
+  const ok::SgdParams p{0.01, 0.9, 5e-4, false};
+  for (auto _ : state) {
+    ok::sgd_update(n, w.data(), g.data(), v.data(), p);
+    benchmark::ClobberMemory();
+  }
+  op::report_bytes(state, 6.0 * double(n) * sizeof(float));  // read w, g, v; write w, v, g
+}
+
+template <class F, class... A>
+void add(const std::string& name, F f, A... args) {
+  benchmark::RegisterBenchmark(name.c_str(), f, args...)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.3);
+}
+
+void register_others() {
+  for (const auto& a : kActs) {
+    add(std::string("batchnorm/train_fwd/") + a.name, bm_batchnorm, a, BnPass::forward);
+    add(std::string("batchnorm/train_bwd/") + a.name, bm_batchnorm, a, BnPass::backward);
+    add(std::string("batchnorm/train_fwd_bwd/") + a.name, bm_batchnorm, a, BnPass::forward_backward);
+    add(std::string("relu/fwd/") + a.name, bm_eltwise, a, Elt::relu);
+    add(std::string("relu/bwd/") + a.name, bm_eltwise, a, Elt::relu_backward);
+    add(std::string("add_relu/fwd/") + a.name, bm_eltwise, a, Elt::add_relu);
+  }
+  add("global_avgpool/fwd/512x4x4", bm_global_pool, false);
+  add("global_avgpool/bwd/512x4x4", bm_global_pool, true);
+  add("linear/fwd/512to10", bm_linear, 0);
+  add("linear/bwd_data/512to10", bm_linear, 1);
+  add("linear/bwd_weights/512to10", bm_linear, 2);
+  add("cross_entropy/fwd_bwd/10", bm_cross_entropy);
+  add("sgd/update/11.2M", bm_sgd);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   register_convs();
+  register_others();
   return op::run_benchmarks(argc, argv, "kernels");
 }
