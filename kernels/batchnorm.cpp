@@ -71,11 +71,11 @@ HWY_NOINLINE void chunk_sums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy,
 /// Per channel: out = (x - m) * a + e, or with `dy`, out = dy * a + (x - m) * b + e.
 /// (Subtracting the mean first, rather than folding it into e, keeps y accurate for
 /// channels of tiny variance, where rstd is large and x*a and e would nearly cancel.)
+/// `out` may be `dy` (in-place backward): each element is read before it is written.
 template <bool kBackward, class T>
-HWY_NOINLINE void affine_rows(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy,
-                              const T* HWY_RESTRICT a, const T* HWY_RESTRICT b,
-                              const T* HWY_RESTRICT m, const T* HWY_RESTRICT e, std::size_t rows,
-                              std::size_t C, T* HWY_RESTRICT out) {
+HWY_NOINLINE void affine_rows(const T* x, const T* dy, const T* HWY_RESTRICT a,
+                              const T* HWY_RESTRICT b, const T* HWY_RESTRICT m,
+                              const T* HWY_RESTRICT e, std::size_t rows, std::size_t C, T* out) {
   const hn::ScalableTag<T> d;
   const std::size_t L = hn::Lanes(d);
   for (std::size_t r = 0; r < rows; ++r)

@@ -2,3 +2,8 @@
 export module odyssey;
 export import odyssey.tensor;
 export import odyssey.kernels;
+export import odyssey.layers;
+export import odyssey.optim;
+export import odyssey.models.resnet18;
+export import odyssey.data;
+export import odyssey.io;

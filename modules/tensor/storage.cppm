@@ -4,6 +4,7 @@ module;
 #include <cstddef>
 #include <new>
 #include <span>
+#include <stdexcept>
 #include <utility>
 export module odyssey.tensor:storage;
 
@@ -11,7 +12,8 @@ export namespace odyssey {
 
 /// A zero-initialised array of T on 64-byte boundaries (one cache line, one AVX-512 vector).
 /// `resize` keeps the allocation when it is large enough, so buffers sized once per batch
-/// size are reused across steps without touching the heap.
+/// size are reused across steps without touching the heap. `view` makes a non-owning buffer
+/// over memory owned elsewhere (scratch space shared between layers).
 template <class T>
 class AlignedBuffer {
  public:
@@ -21,16 +23,27 @@ class AlignedBuffer {
   explicit AlignedBuffer(std::size_t n) { resize(n); }
   ~AlignedBuffer() { release(); }
 
+  /// A non-owning buffer of n elements at `data`; it cannot grow.
+  [[nodiscard]] static AlignedBuffer view(T* data, std::size_t n) noexcept {
+    AlignedBuffer b;
+    b.data_ = data;
+    b.size_ = b.capacity_ = n;
+    b.owns_ = false;
+    return b;
+  }
+
   AlignedBuffer(AlignedBuffer&& o) noexcept
       : data_(std::exchange(o.data_, nullptr)),
         size_(std::exchange(o.size_, 0)),
-        capacity_(std::exchange(o.capacity_, 0)) {}
+        capacity_(std::exchange(o.capacity_, 0)),
+        owns_(std::exchange(o.owns_, true)) {}
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
     if (this != &o) {
       release();
       data_ = std::exchange(o.data_, nullptr);
       size_ = std::exchange(o.size_, 0);
       capacity_ = std::exchange(o.capacity_, 0);
+      owns_ = std::exchange(o.owns_, true);
     }
     return *this;
   }
@@ -48,6 +61,7 @@ class AlignedBuffer {
   /// otherwise the elements keep their values.
   void resize(std::size_t n) {
     if (n > capacity_) {
+      if (!owns_) throw std::length_error("AlignedBuffer: a view cannot grow");
       release();
       // Round up to whole cache lines so vector loops may read a full line at the end.
       const std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
@@ -67,7 +81,7 @@ class AlignedBuffer {
 
  private:
   void release() noexcept {
-    if (data_) ::operator delete(data_, std::align_val_t{alignment});
+    if (data_ && owns_) ::operator delete(data_, std::align_val_t{alignment});
     data_ = nullptr;
     size_ = capacity_ = 0;
   }
@@ -75,6 +89,7 @@ class AlignedBuffer {
   T* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
+  bool owns_ = true;
 };
 
 }  // namespace odyssey

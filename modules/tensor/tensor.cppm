@@ -105,6 +105,15 @@ class Activation {
 
   Activation() = default;
   explicit Activation(std::size_t batch) { resize(batch); }
+
+  /// A non-owning batch over batch * S::size elements at `data` (e.g. scratch memory); it
+  /// cannot be resized beyond that.
+  [[nodiscard]] static Activation view(T* data, std::size_t batch) noexcept {
+    Activation a;
+    a.buf_ = AlignedBuffer<T>::view(data, batch * S::size);
+    a.batch_ = batch;
+    return a;
+  }
   Activation(Activation&&) noexcept = default;
   Activation& operator=(Activation&&) noexcept = default;
   Activation(const Activation&) = delete;

@@ -44,8 +44,8 @@ void batchnorm_forward_inference(const BatchNormShape& shape, const double* x,
                                  const double* running_mean, const double* running_var,
                                  double eps, double* y);
 
-/// Training-mode backward from the saved mean and rstd. dx is overwritten; dgamma and
-/// dbeta are accumulated.
+/// Training-mode backward from the saved mean and rstd. dx is overwritten (it may be dy:
+/// the pass is in place safe); dgamma and dbeta are accumulated.
 void batchnorm_backward_training(const BatchNormShape& shape, const float* x, const float* dy,
                                  const float* gamma, const float* save_mean,
                                  const float* save_rstd, float* dx, float* dgamma, float* dbeta,
@@ -55,7 +55,7 @@ void batchnorm_backward_training(const BatchNormShape& shape, const double* x, c
                                  const double* save_rstd, double* dx, double* dgamma,
                                  double* dbeta, double* workspace);
 
-/// Inference-mode backward: dx = dy*gamma/sqrt(running_var+eps) (overwritten).
+/// Inference-mode backward: dx = dy*gamma/sqrt(running_var+eps) (overwritten; may be dy).
 void batchnorm_backward_inference(const BatchNormShape& shape, const float* x, const float* dy,
                                   const float* gamma, const float* running_mean,
                                   const float* running_var, double eps, float* dx, float* dgamma,

@@ -1,0 +1,78 @@
+// What every forward and backward call receives besides its tensors: the mode, and scratch
+// memory for gradients that live only during a backward pass.
+module;
+#include <cstddef>
+#include <utility>
+#include <vector>
+export module odyssey.layers:context;
+import odyssey.tensor;
+
+export namespace odyssey {
+
+/// Training: batch statistics, running-statistics updates, caches for backward.
+/// Inference: running statistics, nothing cached. Always explicit, never guessed.
+enum class Mode { training, inference };
+
+/// Scratch buffers for backward passes, taken and given back in stack order. A buffer keeps
+/// its largest size, so after the first step at a batch size no backward pass allocates.
+template <class T>
+class Scratch {
+ public:
+  /// A buffer on loan; returned when the Slot goes out of scope.
+  class Slot {
+   public:
+    Slot(Slot&& o) noexcept : owner_(std::exchange(o.owner_, nullptr)), index_(o.index_) {}
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    Slot& operator=(Slot&&) = delete;
+    ~Slot() {
+      if (owner_) owner_->release(index_);
+    }
+
+    /// The buffer as a batch of `batch` samples of shape S (growing it if needed). A view
+    /// stays valid until the next view of the same slot, or the slot's return.
+    template <ShapeType S>
+    Activation<T, S> view(std::size_t batch) {
+      AlignedBuffer<T>& b = owner_->buffers_[index_];
+      b.resize(batch * S::size);
+      return Activation<T, S>::view(b.data(), batch);
+    }
+
+   private:
+    friend Scratch;
+    Slot(Scratch* owner, std::size_t index) : owner_(owner), index_(index) {}
+    Scratch* owner_;
+    std::size_t index_;
+  };
+
+  Slot take() {
+    if (depth_ == buffers_.size()) {
+      buffers_.emplace_back();
+      in_use_.push_back(false);
+    }
+    in_use_[depth_] = true;
+    return Slot(this, depth_++);
+  }
+
+  /// Buffers ever handed out (the deepest nesting seen).
+  [[nodiscard]] std::size_t slots() const noexcept { return buffers_.size(); }
+
+ private:
+  void release(std::size_t i) noexcept {
+    in_use_[i] = false;
+    while (depth_ > 0 && !in_use_[depth_ - 1]) --depth_;
+  }
+
+  std::vector<AlignedBuffer<T>> buffers_;
+  std::vector<bool> in_use_;
+  std::size_t depth_ = 0;
+};
+
+/// The state a pass runs in.
+template <class T>
+struct Context {
+  Mode mode = Mode::training;
+  Scratch<T> scratch;
+};
+
+}  // namespace odyssey

@@ -1,0 +1,99 @@
+// Conv2d: a square-kernel 2-D convolution as PyTorch's nn.Conv2d (weight [K,C,R,R], optional
+// bias), on channels-last activations.
+module;
+#include <cstddef>
+#include <string>
+#include <type_traits>
+export module odyssey.layers:conv;
+import odyssey.tensor;
+import odyssey.kernels;
+import :context;
+import :state;
+
+export namespace odyssey {
+
+namespace detail {
+struct NoBias {};
+
+/// Throws unless a backward pass has the forward pass it belongs to.
+inline void expect_forward(const void* cached, std::size_t cached_batch, std::size_t batch,
+                           const char* layer) {
+  if (!cached)
+    throw Error(std::string(layer) + ": backward called without a training-mode forward pass");
+  if (cached_batch != batch)
+    throw ShapeError(std::string(layer) + ": backward got a batch of " + std::to_string(batch) +
+                     " but the forward pass saw " + std::to_string(cached_batch));
+}
+}  // namespace detail
+
+/// x: [N, C, H, W] -> y: [N, K, P, Q] with P = (H + 2*Pad - Kernel)/Stride + 1.
+template <class T, ImageShape In, std::size_t K, std::size_t Kernel, std::size_t Stride = 1,
+          std::size_t Pad = 0, bool HasBias = false>
+class Conv2d {
+ public:
+  using value_type = T;
+  using input_shape = In;
+  using output_shape = ConvOutput<In, K, Kernel, Stride, Pad>;
+  static constexpr std::size_t in_channels = In::extents[0];
+  static constexpr std::size_t out_channels = K;
+  using weight_shape = Shape<K, in_channels, Kernel, Kernel>;
+
+  Parameter<T, weight_shape> weight;
+  [[no_unique_address]] std::conditional_t<HasBias, Parameter<T, Shape<K>>, detail::NoBias> bias;
+
+  Conv2d() : ws_(kernels::conv2d_workspace_size(geometry(1))) {}
+  /// PyTorch's default initialisation (Kaiming-uniform, a = sqrt(5)) from `rng`.
+  explicit Conv2d(Rng& rng) : Conv2d() { reset_parameters(rng); }
+
+  void reset_parameters(Rng& rng) {
+    kaiming_uniform(weight.value, rng);
+    if constexpr (HasBias) bias_uniform(bias.value, in_channels * Kernel * Kernel, rng);
+  }
+
+  const Activation<T, output_shape>& forward(const Activation<T, In>& x, Context<T>& ctx) {
+    y_.resize(x.batch());
+    kernels::conv2d_forward(geometry(x.batch()), x.data(), weight.value.data(), bias_data(),
+                            y_.data(), ws_.data());
+    x_ = ctx.mode == Mode::training ? &x : nullptr;
+    return y_;
+  }
+
+  /// Adds the weight (and bias) gradients; writes dx unless it is null (or adds to it when
+  /// `accumulate`, for inputs that feed more than one branch).
+  void backward(const Activation<T, output_shape>& dy, Activation<T, In>* dx, Context<T>&,
+                bool accumulate = false) {
+    detail::expect_forward(x_, x_ ? x_->batch() : 0, dy.batch(), "Conv2d");
+    const auto g = geometry(dy.batch());
+    T* db = nullptr;
+    if constexpr (HasBias) db = bias.grad.data();
+    kernels::conv2d_backward_weights(g, x_->data(), dy.data(), weight.grad.data(), db, ws_.data());
+    if (dx) {
+      if (!accumulate) dx->resize(dy.batch());
+      dx->expect_batch(dy.batch(), "Conv2d input gradient");
+      kernels::conv2d_backward_data(g, dy.data(), weight.value.data(), dx->data(), ws_.data(), accumulate);
+    }
+  }
+
+  [[nodiscard]] const Activation<T, output_shape>& output() const noexcept { return y_; }
+
+  template <class F>
+  void visit_state(const std::string& prefix, F&& f) {
+    f(weight.entry(state_name(prefix, "weight"), StateKind::weight));
+    if constexpr (HasBias) f(bias.entry(state_name(prefix, "bias"), StateKind::bias));
+  }
+
+ private:
+  static constexpr kernels::Conv2dShape geometry(std::size_t n) {
+    return {n, in_channels, In::extents[1], In::extents[2], K, Kernel, Kernel, Stride, Pad};
+  }
+  const T* bias_data() const {
+    if constexpr (HasBias) return bias.value.data();
+    return nullptr;
+  }
+
+  Activation<T, output_shape> y_;
+  const Activation<T, In>* x_ = nullptr;  // the training-mode input, read by backward
+  AlignedBuffer<T> ws_;
+};
+
+}  // namespace odyssey

@@ -1,0 +1,81 @@
+// Average pooling: over the whole image (ResNet's head), or in kernel x kernel windows.
+module;
+#include <cstddef>
+#include <string>
+export module odyssey.layers:pool;
+import odyssey.tensor;
+import odyssey.kernels;
+import :context;
+import :conv;  // detail::expect_forward
+
+export namespace odyssey {
+
+/// x: [N, C, H, W] -> y: [N, C], the mean of each channel.
+template <class T, ImageShape In>
+class GlobalAvgPool {
+ public:
+  using value_type = T;
+  using input_shape = In;
+  using output_shape = Shape<In::extents[0]>;
+  static constexpr std::size_t hw = In::extents[1] * In::extents[2];
+
+  GlobalAvgPool() = default;
+  explicit GlobalAvgPool(Rng&) {}
+
+  const Activation<T, output_shape>& forward(const Activation<T, In>& x, Context<T>&) {
+    y_.resize(x.batch());
+    kernels::global_avgpool_forward(x.batch(), hw, In::extents[0], x.data(), y_.data());
+    return y_;
+  }
+
+  void backward(const Activation<T, output_shape>& dy, Activation<T, In>* dx, Context<T>&) {
+    detail::expect_forward(y_.batch() ? &y_ : nullptr, y_.batch(), dy.batch(), "GlobalAvgPool");
+    if (!dx) return;
+    dx->resize(dy.batch());
+    kernels::global_avgpool_backward(dy.batch(), hw, In::extents[0], dy.data(), dx->data());
+  }
+
+  [[nodiscard]] const Activation<T, output_shape>& output() const noexcept { return y_; }
+  template <class F>
+  void visit_state(const std::string&, F&&) {}
+
+ private:
+  Activation<T, output_shape> y_;
+};
+
+/// x: [N, C, H, W] -> y: [N, C, P, Q], means of Kernel x Kernel windows Stride apart (no padding).
+template <class T, ImageShape In, std::size_t Kernel, std::size_t Stride = Kernel>
+class AvgPool2d {
+ public:
+  using value_type = T;
+  using input_shape = In;
+  using output_shape = PoolOutput<In, Kernel, Stride>;
+
+  AvgPool2d() = default;
+  explicit AvgPool2d(Rng&) {}
+
+  const Activation<T, output_shape>& forward(const Activation<T, In>& x, Context<T>&) {
+    y_.resize(x.batch());
+    kernels::avgpool2d_forward(geometry(x.batch()), x.data(), y_.data());
+    return y_;
+  }
+
+  void backward(const Activation<T, output_shape>& dy, Activation<T, In>* dx, Context<T>&) {
+    detail::expect_forward(y_.batch() ? &y_ : nullptr, y_.batch(), dy.batch(), "AvgPool2d");
+    if (!dx) return;
+    dx->resize(dy.batch());
+    kernels::avgpool2d_backward(geometry(dy.batch()), dy.data(), dx->data());
+  }
+
+  [[nodiscard]] const Activation<T, output_shape>& output() const noexcept { return y_; }
+  template <class F>
+  void visit_state(const std::string&, F&&) {}
+
+ private:
+  static constexpr kernels::Pool2dShape geometry(std::size_t n) {
+    return {n, In::extents[0], In::extents[1], In::extents[2], Kernel, Stride};
+  }
+  Activation<T, output_shape> y_;
+};
+
+}  // namespace odyssey

@@ -1,0 +1,4 @@
+// odyssey.optim: SGD with momentum (PyTorch's semantics) and learning-rate schedules.
+export module odyssey.optim;
+export import :sgd;
+export import :schedule;
