@@ -33,9 +33,11 @@ test: build
 train: build
 	@echo "The trainer is not built yet: the library and its tests are (see 'make test')."
 
+# Every kernel at every ResNet-18 shape, then ResNet-18 end to end beside PyTorch.
 bench: PRESET = release
 bench: bootstrap-torch build
-	@echo "The perf suites arrive with the kernels."
+	@build/release/perf/kernels_bench --benchmark_counters_tabular=true
+	@/usr/bin/python3 perf/resnet18_bench.py --build build/release
 
 bootstrap-torch:
 	@scripts/bootstrap.sh --with-torch

@@ -1,0 +1,78 @@
+// End-to-end ResNet-18 (CIFAR, 32x32, 10 classes) timing: a training step (forward, loss,
+// backward, SGD update) or an inference forward pass, at a batch size and thread count.
+// Prints one JSON object: images/s (median step), the fp32 limits, and the peak resident
+// memory of the process. perf/resnet18_bench.py runs it beside PyTorch.
+#include <CLI/CLI.hpp>
+#include <sys/resource.h>
+#include <tbb/global_control.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "machine.h"
+import odyssey;
+
+using namespace odyssey;
+
+int main(int argc, char** argv) {
+  CLI::App app{"Times ResNet-18 training steps or inference passes and prints JSON"};
+  std::string mode = "train";
+  std::size_t batch = 128, steps = 5, warmup = 2, threads = 2;
+  app.add_option("--mode", mode, "train (forward+backward+SGD) or infer")->check(CLI::IsMember({"train", "infer"}));
+  app.add_option("--batch", batch, "images per step")->check(CLI::Range(2, 4096));
+  app.add_option("--steps", steps, "timed steps (the median is reported)")->check(CLI::Range(1, 1000));
+  app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::Range(0, 100));
+  app.add_option("--threads", threads, "oneTBB threads")->check(CLI::Range(1, 256));
+  CLI11_PARSE(app, argc, argv);
+
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+  using Net = models::ResNet18<float, 3, 32, 32, 10>;
+  auto net = std::make_unique<Net>(1);
+  Sgd<float> sgd(net->parameters(), SgdOptions{});
+  SoftmaxCrossEntropy<float, 10> loss;
+  Context<float> ctx;
+  ctx.mode = mode == "train" ? Mode::training : Mode::inference;
+  Activation<float, Shape<3, 32, 32>> x(batch);
+  Activation<float, Shape<10>> dlogits(batch);
+  std::vector<std::int32_t> labels(batch);
+  Rng rng(2);
+  fill_normal(x.span(), 0.0, 1.0, rng);
+  for (std::size_t i = 0; i < batch; ++i) labels[i] = std::int32_t(i % 10);
+
+  auto step = [&] {
+    const auto& logits = net->forward(x, ctx);
+    if (ctx.mode == Mode::training) {
+      loss.forward(logits, labels);
+      loss.backward(dlogits);
+      net->backward(dlogits, nullptr, ctx);
+      sgd.step(0.01);
+    }
+  };
+  for (std::size_t i = 0; i < warmup; ++i) step();
+  std::vector<double> seconds;
+  for (std::size_t i = 0; i < steps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  const double median = seconds[seconds.size() / 2];
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  // 1.11 GFLOP per 32x32 image forward (0.555 GMAC); a training step is ~3x that.
+  const double gflop_per_image = mode == "train" ? 3.33 : 1.11;
+  const double peak = perf::measured_peak_gflops(threads);
+  std::printf("{\"impl\": \"odyssey\", \"mode\": \"%s\", \"batch\": %zu, \"threads\": %zu, \"target\": \"%s\", "
+              "\"step_seconds\": %.4f, \"images_per_second\": %.2f, \"gflops\": %.1f, "
+              "\"limit_design_images_per_second\": %.1f, \"limit_measured_images_per_second\": %.1f, "
+              "\"peak_rss_mb\": %.1f}\n",
+              mode.c_str(), batch, threads, kernels::active_target().c_str(), median, double(batch) / median,
+              double(batch) * gflop_per_image / median, perf::kDesignPeakGflops / gflop_per_image,
+              peak / gflop_per_image, double(ru.ru_maxrss) / 1024.0);
+  return 0;
+}

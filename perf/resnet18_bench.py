@@ -1,0 +1,81 @@
+"""ResNet-18 end to end, odyssey beside PyTorch, in one run: a training step (forward,
+backward, SGD) and inference at batch 128 with 2 threads, each in its own process so peak
+resident memory is measured per implementation.
+
+PyTorch runs twice: as installed, and with glibc's malloc told to keep freed memory
+(MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_), because on this machine kind every fresh
+large allocation costs page faults that dominate PyTorch's step; the second row is PyTorch
+at its best here. The ratio column compares odyssey with that best row.
+
+Usage: /usr/bin/python3 perf/resnet18_bench.py [--build build/release] [--steps 5] [--json FILE]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 34), "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}
+
+
+def run(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def have_torch():
+    return subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build", "release"))
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="also write the results here")
+    a = ap.parse_args()
+    common = ["--batch", str(a.batch), "--steps", str(a.steps), "--warmup", str(a.warmup), "--threads", str(a.threads)]
+    ours_bin = os.path.join(a.build, "perf", "resnet18_bench")
+    torch_ok = have_torch()
+    rows = []
+    for mode in ("train", "infer"):
+        print(f"timing {mode} ...", file=sys.stderr, flush=True)
+        ours = run([ours_bin, "--mode", mode] + common)
+        row = {"mode": mode, "odyssey": ours}
+        if torch_ok:
+            script = [sys.executable, os.path.join(HERE, "torch_resnet18.py"), "--mode", mode] + common
+            row["pytorch"] = run(script)
+            row["pytorch_tuned"] = run(script, TUNED_MALLOC)
+        rows.append(row)
+
+    print(f"\nResNet-18 (CIFAR, 32x32), batch {a.batch}, {a.threads} threads, fp32, "
+          f"SIMD target {rows[0]['odyssey']['target']}")
+    head = f"{'':22}{'images/s':>10}{'% design limit':>16}{'% measured limit':>18}{'peak RSS MB':>13}{'ratio':>8}"
+    for row in rows:
+        o = row["odyssey"]
+        print(f"\n{'training step' if row['mode'] == 'train' else 'inference'} "
+              f"(design limit {o['limit_design_images_per_second']:.0f} images/s, this machine's "
+              f"{o['limit_measured_images_per_second']:.0f})")
+        print(head)
+        best = row.get("pytorch_tuned")
+        for name, r in (("odyssey", o), ("PyTorch as installed", row.get("pytorch")), ("PyTorch, tuned malloc", best)):
+            if not r:
+                continue
+            ips = r["images_per_second"]
+            ratio = f"{o['images_per_second'] / ips:.2f}x" if name != "odyssey" else ""
+            print(f"{name:22}{ips:10.1f}{100 * ips / o['limit_design_images_per_second']:15.0f}%"
+                  f"{100 * ips / o['limit_measured_images_per_second']:17.0f}%{r['peak_rss_mb']:13.0f}{ratio:>8}")
+    if not torch_ok:
+        print("\n(python3-torch is not installed: no PyTorch rows; `scripts/bootstrap.sh --with-torch` adds it)")
+    else:
+        print("\nratio = odyssey's images/s over that row's")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
