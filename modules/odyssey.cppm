@@ -7,3 +7,4 @@ export import odyssey.optim;
 export import odyssey.models.resnet18;
 export import odyssey.data;
 export import odyssey.io;
+export import odyssey.train;

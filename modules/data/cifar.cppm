@@ -63,6 +63,43 @@ export namespace odyssey {
 inline const std::vector<std::string> cifar10_classes = {
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
 
+/// An empty CIFAR-10 dataset: extents, classes and normalisation, no images.
+[[nodiscard]] inline Dataset cifar10_dataset(std::string name) {
+  Dataset d;
+  d.channels = 3;
+  d.height = d.width = 32;
+  d.class_names = cifar10_classes;
+  d.mean = {0.4914f, 0.4822f, 0.4465f};
+  d.stddev = {0.2470f, 0.2435f, 0.2616f};
+  d.name = std::move(name);
+  return d;
+}
+
+/// Appends the records of one CIFAR-10 binary file (data_batch_N.bin, test_batch.bin) to
+/// `d`. `missing_help` is added to the message when the file cannot be opened.
+inline void append_cifar10_file(Dataset& d, const std::filesystem::path& path, const std::string& missing_help = {}) {
+  const std::vector<std::uint8_t> bytes = detail::read_file(path, missing_help);
+  const std::size_t records = bytes.size() / detail::cifar_record_bytes;
+  const std::size_t trailing = bytes.size() % detail::cifar_record_bytes;
+  if (bytes.empty())
+    throw FormatError(fmt::format("{}: is empty; it should hold 3073-byte records", path.string()));
+  if (trailing != 0)
+    throw FormatError(fmt::format(
+        "{}: {} bytes is not a whole number of {}-byte records (1 label + 3072 pixels): {} "
+        "records and {} bytes over. Truncated, or not the binary version of CIFAR-10?",
+        path.string(), bytes.size(), detail::cifar_record_bytes, records, trailing));
+  d.pixels.reserve(d.pixels.size() + records * detail::cifar_image_bytes);
+  for (std::size_t r = 0; r < records; ++r) {
+    const std::uint8_t* rec = bytes.data() + r * detail::cifar_record_bytes;
+    if (rec[0] >= cifar10_classes.size())
+      throw FormatError(fmt::format("{}: record {} has label {}; CIFAR-10 labels are 0-9",
+                                    path.string(), r, rec[0]));
+    d.labels.push_back(rec[0]);
+    d.pixels.insert(d.pixels.end(), rec + 1, rec + detail::cifar_record_bytes);
+  }
+  d.count += records;
+}
+
 /// Loads the train (50000 images) or test (10000) split of CIFAR-10 from `dir`, the
 /// cifar-10-batches-bin folder. IoError naming the file and what is expected when one is
 /// missing; FormatError naming the file when its size is not whole records or a label is
@@ -74,37 +111,8 @@ inline const std::vector<std::string> cifar10_classes = {
   const std::string help = fmt::format(
       "CIFAR-10 {} needs {} in '{}': the binary version of CIFAR-10 (cifar-10-binary.tar.gz, "
       "which unpacks to the folder cifar-10-batches-bin)", split_name(split), expected, dir.string());
-
-  Dataset d;
-  d.channels = 3;
-  d.height = d.width = 32;
-  d.class_names = cifar10_classes;
-  d.mean = {0.4914f, 0.4822f, 0.4465f};
-  d.stddev = {0.2470f, 0.2435f, 0.2616f};
-  d.name = fmt::format("cifar-10 {}", split_name(split));
-  for (const auto& n : names) {
-    const std::filesystem::path path = dir / n;
-    const std::vector<std::uint8_t> bytes = detail::read_file(path, help);
-    const std::size_t records = bytes.size() / detail::cifar_record_bytes;
-    const std::size_t trailing = bytes.size() % detail::cifar_record_bytes;
-    if (bytes.empty())
-      throw FormatError(fmt::format("{}: is empty; it should hold 3073-byte records", path.string()));
-    if (trailing != 0)
-      throw FormatError(fmt::format(
-          "{}: {} bytes is not a whole number of {}-byte records (1 label + 3072 pixels): {} "
-          "records and {} bytes over. Truncated, or not the binary version of CIFAR-10?",
-          path.string(), bytes.size(), detail::cifar_record_bytes, records, trailing));
-    d.pixels.reserve(d.pixels.size() + records * detail::cifar_image_bytes);
-    for (std::size_t r = 0; r < records; ++r) {
-      const std::uint8_t* rec = bytes.data() + r * detail::cifar_record_bytes;
-      if (rec[0] >= cifar10_classes.size())
-        throw FormatError(fmt::format("{}: record {} has label {}; CIFAR-10 labels are 0-9",
-                                      path.string(), r, rec[0]));
-      d.labels.push_back(rec[0]);
-      d.pixels.insert(d.pixels.end(), rec + 1, rec + detail::cifar_record_bytes);
-    }
-    d.count += records;
-  }
+  Dataset d = cifar10_dataset(fmt::format("cifar-10 {}", split_name(split)));
+  for (const auto& n : names) append_cifar10_file(d, dir / n, help);
   return d;
 }
 

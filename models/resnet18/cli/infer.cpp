@@ -1,0 +1,253 @@
+// `odyssey eval`, `predict` and `info`: use and inspect weights files (or checkpoints).
+#include <CLI/CLI.hpp>
+#include <png.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+import odyssey;
+import odyssey.cli;
+
+namespace odyssey::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// The input channel count of the ResNet-18 whose weights are in `file` (conv1.weight is
+/// [64, C, 3, 3]); FormatError when the file is not such a model.
+std::size_t model_channels(const SafeTensors& file) {
+  if (!file.contains("conv1.weight"))
+    throw FormatError(fmt::format("{}: no tensor 'conv1.weight': not a ResNet-18 weights file", file.source()));
+  const auto& shape = file.tensor("conv1.weight").shape;
+  if (shape.size() != 4 || shape[0] != 64 || shape[2] != 3 || shape[3] != 3)
+    throw ShapeError(fmt::format("{}: tensor 'conv1.weight' has shape {} but a ResNet-18 stem is [64, C, 3, 3]",
+                                 file.source(), shape_string(shape)));
+  return shape[1];
+}
+
+std::string meta_or(const std::map<std::string, std::string>& m, const std::string& key, const std::string& fallback) {
+  const auto it = m.find(key);
+  return it == m.end() ? fallback : it->second;
+}
+
+/// Normalisation and class names: from the weights' metadata when present, else the dataset's.
+void apply_metadata(Dataset& d, const std::map<std::string, std::string>& meta) {
+  try {
+    if (meta.contains("normalize_mean") && meta.contains("normalize_std")) {
+      const auto mean = nlohmann::json::parse(meta.at("normalize_mean")).get<std::vector<float>>();
+      const auto std = nlohmann::json::parse(meta.at("normalize_std")).get<std::vector<float>>();
+      if (mean.size() == d.channels && std.size() == d.channels)
+        for (std::size_t c = 0; c < d.channels; ++c) d.mean[c] = mean[c], d.stddev[c] = std[c];
+    }
+    if (meta.contains("class_names"))
+      d.class_names = nlohmann::json::parse(meta.at("class_names")).get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(fmt::format("the weights' metadata is malformed: {}", e.what()));
+  }
+}
+
+// ---- eval
+
+struct EvalArgs {
+  std::string weights, dataset, data;
+  std::size_t batch = 256, threads = 0;
+};
+
+int run_eval(const EvalArgs& a) {
+  auto threads = use_threads(a.threads);
+  const SafeTensors file = SafeTensors::read(a.weights);
+  const std::size_t channels = model_channels(file);
+  const std::string dataset = a.dataset.empty() ? meta_or(file.metadata(), "dataset", channels == 3 ? "cifar10" : "fashion-mnist") : a.dataset;
+  Dataset test = load_dataset(dataset, a.data, Split::test);
+  if (test.channels != channels)
+    throw ShapeError(fmt::format("{} has {}-channel images but {} is a model for {} channels", dataset, test.channels,
+                                 a.weights, channels));
+  apply_metadata(test, file.metadata());
+  const EvalResult r = with_model(channels, [&]<class Net>() {
+    auto net = std::make_unique<Net>(0);
+    load_weights(a.weights, *net);
+    return evaluate(*net, test, a.batch, true);
+  });
+  std::printf("%s on %s (%zu images): loss %.4f, accuracy %.2f%%\n", a.weights.c_str(), test.name.c_str(), r.count,
+              r.loss, 100 * r.accuracy);
+  const auto per = r.per_class();
+  for (std::size_t c = 0; c < per.size(); ++c)
+    std::printf("  %2zu %-12s %6.2f%%\n", c, c < test.class_names.size() ? test.class_names[c].c_str() : "", 100 * per[c]);
+  std::printf("confusion matrix (rows: true class, columns: predicted):\n%s", r.confusion.format(test.class_names).c_str());
+  return 0;
+}
+
+// ---- predict
+
+/// A PNG as `channels` x 32 x 32 bytes: 28x28 images are padded by 2 (Fashion-MNIST's way);
+/// colour becomes grey by luminance for a 1-channel model and grey is repeated for a
+/// 3-channel one.
+std::vector<std::uint8_t> read_png(const std::string& path, std::size_t channels) {
+  png_image img{};
+  img.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&img, path.c_str()))
+    throw FormatError(fmt::format("{}: not a readable PNG ({})", path, img.message));
+  const std::size_t w = img.width, h = img.height;
+  if (!((w == 32 && h == 32) || (w == 28 && h == 28 && channels == 1))) {
+    png_image_free(&img);
+    throw ShapeError(fmt::format("{}: a {}x{} image; this model takes 32x32{}", path, w, h,
+                                 channels == 1 ? " (or 28x28, padded like Fashion-MNIST)" : ""));
+  }
+  img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  std::vector<std::uint8_t> hwc(PNG_IMAGE_SIZE(img));
+  if (!png_image_finish_read(&img, nullptr, hwc.data(), 0, nullptr))
+    throw FormatError(fmt::format("{}: cannot decode the PNG ({})", path, img.message));
+  const std::size_t pad = (32 - w) / 2;
+  std::vector<std::uint8_t> chw(channels * 32 * 32, 0);
+  for (std::size_t y = 0; y < h; ++y)
+    for (std::size_t x = 0; x < w; ++x)
+      for (std::size_t c = 0; c < channels; ++c) chw[(c * 32 + y + pad) * 32 + x + pad] = hwc[(y * w + x) * channels + c];
+  return chw;
+}
+
+/// The images of one INPUT: a CIFAR-10 .bin file, an IDX image file (plain or gzipped), or a PNG.
+void append_input(Dataset& d, const std::string& path) {
+  const std::string ext = fs::path(path).extension().string();
+  if (ext == ".png" || ext == ".PNG") {
+    const auto px = read_png(path, d.channels);
+    d.pixels.insert(d.pixels.end(), px.begin(), px.end());
+    d.labels.push_back(0);
+    ++d.count;
+  } else if (ext == ".bin") {
+    if (d.channels != 3) throw ShapeError(fmt::format("{}: CIFAR-10 images have 3 channels, this model 1", path));
+    append_cifar10_file(d, path);
+  } else {
+    if (d.channels != 1) throw ShapeError(fmt::format("{}: IDX images have 1 channel, this model 3", path));
+    const Dataset images = fashion_mnist_from_idx(load_idx_images(path), {}, path);
+    if (images.height != 32 || images.width != 32)
+      throw ShapeError(fmt::format("{}: {}x{} images; this model takes 28x28 (padded) or 32x32", path,
+                                   images.height - 4, images.width - 4));
+    d.pixels.insert(d.pixels.end(), images.pixels.begin(), images.pixels.end());
+    d.labels.insert(d.labels.end(), images.count, 0);
+    d.count += images.count;
+  }
+}
+
+struct PredictArgs {
+  std::string weights;
+  std::vector<std::string> inputs;
+  std::size_t batch = 256, threads = 0;
+};
+
+int run_predict(const PredictArgs& a) {
+  auto threads = use_threads(a.threads);
+  const SafeTensors file = SafeTensors::read(a.weights);
+  const std::size_t channels = model_channels(file);
+  Dataset d = channels == 3 ? cifar10_dataset("predict inputs") : fashion_mnist_from_idx(IdxImages{0, 28, 28, {}}, {}, "predict inputs");
+  apply_metadata(d, file.metadata());
+  for (const auto& in : a.inputs) append_input(d, in);
+  with_model(channels, [&]<class Net>() {
+    auto net = std::make_unique<Net>(0);
+    load_weights(a.weights, *net);
+    BatchLoader loader(d, LoaderOptions{a.batch, false, false, 0});
+    loader.start_epoch(0);
+    Context<float> ctx;
+    ctx.mode = Mode::inference;
+    SoftmaxCrossEntropy<float, 10> softmax;
+    Activation<float, typename Net::input_shape> x;
+    Batch batch;
+    std::printf("index,predicted");
+    for (std::size_t k = 0; k < 10; ++k) std::printf(",prob_%zu", k);
+    std::printf("\n");
+    std::size_t index = 0;
+    while (loader.next(batch)) {
+      x.resize(batch.size);
+      std::copy(batch.pixels.begin(), batch.pixels.end(), x.data());
+      softmax.forward(net->forward(x, ctx), batch.labels);
+      for (std::size_t i = 0; i < batch.size; ++i, ++index) {
+        const float* p = softmax.probabilities().sample(i);
+        std::printf("%zu,%zu", index, std::size_t(std::max_element(p, p + 10) - p));
+        for (std::size_t k = 0; k < 10; ++k) std::printf(",%.6g", p[k]);
+        std::printf("\n");
+      }
+    }
+  });
+  return 0;
+}
+
+// ---- info
+
+int run_info(const std::string& path) {
+  const SafeTensors file = SafeTensors::read(path);
+  std::size_t params = 0, buffers = 0, optimizer = 0;
+  std::printf("%s: %zu tensors\n", path.c_str(), file.size());
+  for (const auto& name : file.names()) {
+    const TensorView& t = file.tensor(name);
+    std::printf("  %-40s %s %s\n", name.c_str(), std::string(dtype_name(t.dtype)).c_str(), shape_string(t.shape).c_str());
+    const bool buffer = name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked");
+    if (name.rfind("optimizer.", 0) == 0) optimizer += t.elements();
+    else if (name.rfind("test.", 0) == 0) continue;
+    else if (buffer) buffers += t.elements();
+    else params += t.elements();
+  }
+  std::printf("parameters: %zu (plus %zu running-statistic values", params, buffers);
+  if (optimizer) std::printf(" and %zu optimizer values: a checkpoint", optimizer);
+  std::printf(")\n");
+  if (!file.metadata().empty()) {
+    std::printf("metadata:\n");
+    for (const auto& [k, v] : file.metadata()) std::printf("  %s: %s\n", k.c_str(), v.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  auto* c = app.add_subcommand("eval", "Evaluate weights on a test set: loss, accuracy, per-class accuracy and the "
+                                       "confusion matrix.");
+  c->add_option("--weights", a->weights, "weights.safetensors (or a checkpoint) of a ResNet-18")
+      ->required()
+      ->check(CLI::ExistingFile);
+  c->add_option("--dataset", a->dataset, "fashion-mnist or cifar10 (default: the one in the weights' metadata)")
+      ->check(CLI::IsMember({"fashion-mnist", "cifar10"}));
+  c->add_option("--data", a->data, "dataset folder (default: the dataset's usual place)");
+  c->add_option("--batch-size", a->batch, "images per pass")->check(CLI::Range(1, 65536))->capture_default_str();
+  c->add_option("--threads", a->threads, "threads (default: every core)")->check(CLI::Range(1, 1024));
+  return [a] { return run_eval(*a); };
+}
+
+std::function<int()> add_predict(CLI::App& app) {
+  auto a = std::make_shared<PredictArgs>();
+  auto* c = app.add_subcommand(
+      "predict",
+      "Classify images and write CSV to stdout: index,predicted,prob_0,...,prob_9 (softmax), one row per "
+      "image, indices running across all INPUTs in order.");
+  c->add_option("--weights", a->weights, "weights.safetensors (or a checkpoint) of a ResNet-18")
+      ->required()
+      ->check(CLI::ExistingFile);
+  c->add_option("INPUT", a->inputs,
+                "a CIFAR-10 .bin file (3-channel models), an IDX image file, plain or .gz (1-channel), or PNG "
+                "images (32x32, or 28x28 for 1-channel models)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  c->add_option("--batch-size", a->batch, "images per pass")->check(CLI::Range(1, 65536))->capture_default_str();
+  c->add_option("--threads", a->threads, "threads (default: every core)")->check(CLI::Range(1, 1024));
+  return [a] { return run_predict(*a); };
+}
+
+std::function<int()> add_info(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  auto* c = app.add_subcommand("info", "List a weights file's tensors, shapes, parameter count and metadata.");
+  c->add_option("--weights", *path, "a safetensors file")->required()->check(CLI::ExistingFile);
+  return [path] { return run_info(*path); };
+}
+
+}  // namespace odyssey::cli

@@ -1,0 +1,52 @@
+// `odyssey`: train ResNet-18 on Fashion-MNIST or CIFAR-10, evaluate and use its weights.
+// Every error a user can cause ends in one message on stderr and exit code 2.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <map>
+#include <new>
+#include <string>
+
+#include "commands.h"
+import odyssey;
+import odyssey.cli;
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "odyssey: ResNet-18 (CIFAR variant) on the CPU. Train on Fashion-MNIST (Debian's\n"
+      "dataset-fashion-mnist, the default) or CIFAR-10 (binary version), resume a run, evaluate\n"
+      "weights, predict images, and inspect weight files (safetensors with PyTorch's names).\n"
+      "Exit codes: 0 success, 1 training diverged, 2 bad input or usage.",
+      "odyssey"};
+  app.require_subcommand(1);
+  std::map<std::string, std::function<int()>> run = {{"train", odyssey::cli::add_train(app)},
+                                                     {"eval", odyssey::cli::add_eval(app)},
+                                                     {"predict", odyssey::cli::add_predict(app)},
+                                                     {"info", odyssey::cli::add_info(app)}};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);  // prints the message and a --help hint
+    return odyssey::cli::kExitBadInput;
+  }
+  try {
+    for (auto* sub : app.get_subcommands()) return run.at(sub->get_name())();
+  } catch (const odyssey::TrainingDiverged& e) {
+    std::fprintf(stderr, "odyssey: %s\n", e.what());
+    return odyssey::cli::kExitDiverged;
+  } catch (const odyssey::Error& e) {
+    std::fprintf(stderr, "odyssey: error: %s\n", e.what());
+    return odyssey::cli::kExitBadInput;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "odyssey: error: out of memory (try a smaller --batch-size)\n");
+    return odyssey::cli::kExitBadInput;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "odyssey: error: %s\n", e.what());
+    return odyssey::cli::kExitBadInput;
+  }
+  return 0;
+}

@@ -1,0 +1,137 @@
+// `odyssey train`: train ResNet-18, with checkpoints every epoch and --resume.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "commands.h"
+import odyssey;
+import odyssey.cli;
+
+namespace odyssey::cli {
+
+namespace {
+
+struct TrainArgs {
+  std::string dataset = "fashion-mnist", data, out, schedule = "cosine";
+  TrainSettings settings;
+  RunOptions run;
+  std::size_t threads = 0;
+  bool no_augment = false;
+};
+
+std::string default_out(const std::string& dataset) {
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return "runs/" + dataset + "-" + stamp;
+}
+
+int run_train(TrainArgs& a) {
+  auto threads = use_threads(a.threads);
+  a.settings.dataset = a.dataset;
+  a.settings.schedule.kind = parse_schedule(a.schedule);
+  a.settings.augment = !a.no_augment;
+  a.run.out = a.out.empty() ? default_out(a.dataset) : a.out;
+  if (a.run.resume && a.out.empty()) throw ValueError("--resume needs --out, the run directory to continue");
+
+  const auto t0 = std::chrono::steady_clock::now();
+  Dataset train_set = load_dataset(a.dataset, a.data, Split::train);
+  if (a.settings.train_subset) train_set = subset(train_set, a.settings.train_subset);
+  const Dataset test_set = load_dataset(a.dataset, a.data, Split::test);
+  if (!a.run.quiet)
+    std::printf("%s: %zu training and %zu test images of %zux%zux%zu; %s, %zu epoch(s), batch %zu, lr %g (%s), "
+                "seed %llu; run directory %s\n",
+                a.dataset.c_str(), train_set.count, test_set.count, train_set.channels, train_set.height,
+                train_set.width, model_name(train_set.channels).c_str(), a.settings.epochs,
+                a.settings.batch_size, a.settings.schedule.lr, a.schedule.c_str(),
+                static_cast<unsigned long long>(a.settings.seed), a.run.out.string().c_str());
+  const TrainResult r = with_model(train_set.channels, [&]<class Net>() {
+    return train<Net>(a.settings, a.run, train_set, test_set, model_name(train_set.channels));
+  });
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto per_class = r.test.per_class();
+  std::printf("\ntest accuracy %.2f%% (loss %.4f) on %zu images; %s in all\n", 100 * r.test.accuracy, r.test.loss,
+              r.test.count, Progress::clock(total).c_str());
+  std::printf("per class:");
+  for (std::size_t c = 0; c < per_class.size(); ++c)
+    std::printf("%s %s %.1f%%", c ? "," : "", test_set.class_names[c].c_str(), 100 * per_class[c]);
+  std::printf("\nconfusion matrix (rows: true class, columns: predicted):\n%s",
+              r.test.confusion.format(test_set.class_names).c_str());
+  std::printf("weights: %s\nmetrics: %s\n", r.weights.string().c_str(), r.metrics.string().c_str());
+  if (r.plot_problem.empty()) std::printf("plot:    %s\n", r.plot.string().c_str());
+  else std::printf("plot:    none: %s\n", r.plot_problem.c_str());
+  return 0;
+}
+
+}  // namespace
+
+std::function<int()> add_train(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  auto* c = app.add_subcommand(
+      "train",
+      "Train ResNet-18. Checkpoints after every epoch in the run directory (the last "
+      "--keep-checkpoints kept), metrics.csv, curves.png and weights.safetensors at the end. "
+      "--resume continues a stopped run from its newest checkpoint and ends bitwise where the "
+      "uninterrupted run would (same settings; any thread count).");
+  auto& s = a->settings;
+  s.epochs = 30;
+  s.schedule.lr = 0.1;
+  c->add_option("--dataset", a->dataset, "fashion-mnist (default; Debian's dataset-fashion-mnist) or cifar10")
+      ->check(CLI::IsMember({"fashion-mnist", "cifar10"}));
+  c->add_option("--data", a->data,
+                "dataset folder (default: /usr/share/datasets/fashion-mnist, or data/cifar-10-batches-bin "
+                "for cifar10: the binary version of CIFAR-10)");
+  c->add_option("--epochs", s.epochs, "passes over the training set")->check(CLI::Range(1, 100000))->capture_default_str();
+  c->add_option("--batch-size", s.batch_size, "images per step")->check(CLI::Range(2, 65536))->capture_default_str();
+  c->add_option("--lr", s.schedule.lr, "learning rate (the peak, for onecycle)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  c->add_option("--schedule", a->schedule,
+                "learning-rate schedule: step (x--step-gamma every --step-epochs), cosine (to --min-lr), "
+                "onecycle, or constant")
+      ->check(CLI::IsMember({"step", "cosine", "onecycle", "constant"}))
+      ->capture_default_str();
+  c->add_option("--step-epochs", s.schedule.step_epochs, "step schedule: epochs between decays")->capture_default_str();
+  c->add_option("--step-gamma", s.schedule.step_gamma, "step schedule: decay factor")->capture_default_str();
+  c->add_option("--min-lr", s.schedule.min_lr, "cosine schedule: final learning rate")->capture_default_str();
+  c->add_option("--warmup-epochs", s.schedule.warmup_epochs,
+                "linear warm-up from lr/10 over this many epochs (fractions allowed)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_option("--momentum", s.sgd.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  c->add_option("--weight-decay", s.sgd.weight_decay, "L2 weight decay (conv and linear weights only)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  c->add_flag("--nesterov", s.sgd.nesterov, "Nesterov momentum");
+  c->add_flag("--decay-all", s.sgd.decay_all, "weight decay on biases and batch-norm parameters too");
+  c->add_option("--label-smoothing", s.label_smoothing, "label smoothing of the cross-entropy")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  c->add_flag("--no-augment", a->no_augment, "no random crop (4-pixel padding) and horizontal flip");
+  c->add_option("--train-subset", s.train_subset, "train on the first N training images only")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--seed", s.seed, "seed of initialisation, shuffling and augmentation")->capture_default_str();
+  c->add_option("--out", a->out, "run directory (default: runs/<dataset>-<date>-<time>)");
+  c->add_flag("--resume", a->run.resume, "continue the run in --out from its newest checkpoint");
+  c->add_option("--keep-checkpoints", a->run.keep_checkpoints, "checkpoints to keep")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  c->add_option("--log-every", a->run.log_every, "steps between rows of metrics.csv")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  c->add_option("--eval-batch-size", a->run.eval_batch, "images per evaluation pass")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  c->add_option("--threads", a->threads, "threads (default: every core)")->check(CLI::Range(1, 1024));
+  c->add_flag("--quiet", a->run.quiet, "no progress output");
+  return [a] { return run_train(*a); };
+}
+
+}  // namespace odyssey::cli

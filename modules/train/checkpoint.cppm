@@ -1,0 +1,145 @@
+// Weights and checkpoints as safetensors files with PyTorch's tensor names.
+//
+// A weights file holds the model's state dict (parameters, running statistics and
+// num_batches_tracked) and metadata (dataset, normalisation, class names), so it loads in
+// PyTorch and in `odyssey eval` / `predict`. A checkpoint adds the optimizer's momentum
+// buffers ("optimizer.momentum.<parameter>") and the position of the run (epoch, step) and
+// its settings in the metadata; the data order and augmentation are pure functions of
+// (seed, epoch, batch), so those numbers are the whole random state. Files are written
+// atomically (temp file, fsync, rename): a crash mid-save leaves the previous file intact.
+module;
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <regex>
+#include <span>
+#include <string>
+#include <vector>
+#include <fmt/format.h>
+export module odyssey.train:checkpoint;
+import odyssey.tensor;
+import odyssey.layers;
+import odyssey.optim;
+import odyssey.io;
+import :format;
+
+export namespace odyssey {
+
+using Metadata = std::map<std::string, std::string>;
+
+template <class T>
+std::vector<TensorEntry> tensor_entries(const std::vector<StateEntry<T>>& state) {
+  std::vector<TensorEntry> out;
+  for (const auto& e : state) {
+    if (e.counter) out.push_back({e.name, DType::i64, {}, e.counter});
+    else out.push_back({e.name, dtype_of<T>, e.shape, e.value.data()});
+  }
+  return out;
+}
+
+template <class T>
+std::vector<TensorSlot> tensor_slots(const std::vector<StateEntry<T>>& state) {
+  std::vector<TensorSlot> out;
+  for (const auto& e : state) {
+    if (e.counter) out.push_back({e.name, DType::i64, {}, e.counter});
+    else out.push_back({e.name, dtype_of<T>, e.shape, e.value.data()});
+  }
+  return out;
+}
+
+/// Writes the model's state dict and `metadata` to `path`, atomically.
+template <class Net>
+void save_weights(const std::filesystem::path& path, Net& net, const Metadata& metadata) {
+  write_safetensors(path, tensor_entries(net.state()), metadata);
+}
+
+/// Loads a weights file (or a checkpoint, whose optimizer tensors are skipped) into `net`,
+/// all or nothing: a missing, extra, misshapen or non-finite tensor throws naming it, and
+/// leaves the model as it was. Returns the file's metadata.
+template <class Net>
+Metadata load_weights(const std::filesystem::path& path, Net& net) {
+  const SafeTensors file = SafeTensors::read(path);
+  auto slots = tensor_slots(net.state());
+  std::vector<std::vector<std::byte>> skipped;
+  for (const auto& name : file.names()) {
+    if (name.rfind("optimizer.", 0) != 0) continue;
+    const TensorView& t = file.tensor(name);
+    skipped.emplace_back(t.bytes.size());
+    slots.push_back({name, t.dtype, t.shape, skipped.back().data()});
+  }
+  load_tensors(file, slots);
+  return file.metadata();
+}
+
+struct CheckpointInfo {
+  std::filesystem::path file;
+  std::size_t epochs_done = 0;  // completed epochs
+  std::size_t step = 0;         // global optimizer steps taken
+  Metadata metadata;
+};
+
+/// Checkpoint file of a run after `epochs_done` epochs.
+inline std::filesystem::path checkpoint_path(const std::filesystem::path& dir, std::size_t epochs_done) {
+  return dir / detail::rformat("checkpoint-epoch-{:04}.safetensors", epochs_done);
+}
+
+/// Checkpoints in `dir`, oldest first.
+inline std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> out;
+  std::error_code ec;
+  static const std::regex name(R"(checkpoint-epoch-\d{4,}\.safetensors)");
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_regular_file() && std::regex_match(e.path().filename().string(), name)) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// Deletes all but the newest `keep` checkpoints.
+inline void prune_checkpoints(const std::filesystem::path& dir, std::size_t keep) {
+  auto all = list_checkpoints(dir);
+  for (std::size_t i = 0; i + keep < all.size(); ++i) {
+    std::error_code ec;
+    std::filesystem::remove(all[i], ec);
+  }
+}
+
+template <class Net, class T>
+void save_checkpoint(const std::filesystem::path& path, Net& net, Sgd<T>& sgd, std::size_t epochs_done,
+                     std::size_t step, Metadata metadata) {
+  auto entries = tensor_entries(net.state());
+  const auto velocity = sgd.state();
+  for (const auto& e : tensor_entries(velocity)) entries.push_back({"optimizer." + e.name, e.dtype, e.shape, e.data});
+  metadata["odyssey.epochs_done"] = std::to_string(epochs_done);
+  metadata["odyssey.step"] = std::to_string(step);
+  write_safetensors(path, entries, metadata);
+}
+
+/// Restores model and optimizer from a checkpoint, all or nothing.
+template <class Net, class T>
+CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Sgd<T>& sgd) {
+  const SafeTensors file = SafeTensors::read(path);
+  auto slots = tensor_slots(net.state());
+  for (auto s : tensor_slots(sgd.state())) {
+    s.name = "optimizer." + s.name;
+    slots.push_back(std::move(s));
+  }
+  CheckpointInfo info{path, 0, 0, file.metadata()};
+  auto number = [&](const char* key) -> std::size_t {
+    const auto it = info.metadata.find(key);
+    if (it == info.metadata.end())
+      throw FormatError(detail::rformat("{}: not a checkpoint (no '{}' in its metadata)", path.string(), key));
+    try {
+      return std::stoull(it->second);
+    } catch (const std::exception&) {
+      throw FormatError(detail::rformat("{}: metadata '{}' is '{}', not a number", path.string(), key, it->second));
+    }
+  };
+  info.epochs_done = number("odyssey.epochs_done");
+  info.step = number("odyssey.step");
+  load_tensors(file, slots);
+  return info;
+}
+
+}  // namespace odyssey

@@ -1,0 +1,67 @@
+// Progress of long work on a terminal: one live line per epoch, rewritten in place (step,
+// loss, accuracy, images/s, ETA); when stdout is not a terminal, a plain line every tenth
+// of an epoch instead, so logs stay readable.
+module;
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <string>
+#include <fmt/format.h>
+export module odyssey.train:progress;
+
+export namespace odyssey {
+
+class Progress {
+ public:
+  explicit Progress(bool quiet = false) : tty_(isatty(STDOUT_FILENO) == 1), quiet_(quiet) {}
+
+  void begin_epoch(std::size_t epoch, std::size_t epochs, std::size_t steps, std::size_t first_step = 0) {
+    epoch_ = epoch;
+    epochs_ = epochs;
+    steps_ = steps;
+    first_ = first_step;
+    start_ = last_ = std::chrono::steady_clock::now();
+    next_plain_ = 0;
+  }
+
+  /// After step `done` (1-based within the epoch) of images, with the running loss/accuracy.
+  void update(std::size_t done, std::size_t images, double loss, double accuracy, double lr) {
+    if (quiet_) return;
+    const auto now = std::chrono::steady_clock::now();
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double per_step = (done > first_) ? elapsed / double(done - first_) : 0.0;
+    const double eta = per_step * double(steps_ - done);
+    const std::string line =
+        fmt::format("epoch {}/{} step {}/{} loss {:.4f} acc {:.2f}% lr {:.4g} {:.1f} img/s ETA {}", epoch_, epochs_, done,
+                    steps_, loss, 100 * accuracy, lr, elapsed > 0 ? double(images) / elapsed : 0.0, clock(eta));
+    if (tty_) {
+      if (std::chrono::duration<double>(now - last_).count() < 0.2 && done != steps_) return;
+      last_ = now;
+      std::printf("\r\033[K%s", line.c_str());
+      std::fflush(stdout);
+    } else if (done * 10 >= next_plain_ * steps_ || done == steps_) {
+      while (next_plain_ * steps_ <= done * 10) ++next_plain_;
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+    }
+  }
+
+  /// Ends the live line (a terminal keeps the last state on screen).
+  void end_epoch() {
+    if (tty_ && !quiet_) std::printf("\n");
+  }
+
+  static std::string clock(double seconds) {
+    const long s = long(seconds + 0.5);
+    return s >= 3600 ? fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) : fmt::format("{}:{:02}", s / 60, s % 60);
+  }
+
+ private:
+  bool tty_, quiet_;
+  std::size_t epoch_ = 0, epochs_ = 0, steps_ = 0, first_ = 0, next_plain_ = 0;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+}  // namespace odyssey

@@ -1,0 +1,194 @@
+// The trainer on a tiny ResNet-18 and a synthetic dataset: resume ends bitwise where the
+// uninterrupted run does (and any thread count gives the same weights), a different seed
+// differs, damaged checkpoints are skipped, settings are checked on resume, a diverging run
+// stops with its message and keeps its checkpoint, and weights files round-trip.
+#define BOOST_TEST_MODULE trainer
+#include <boost/test/unit_test.hpp>
+#include <tbb/global_control.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+import odyssey;
+
+using namespace odyssey;
+namespace fs = std::filesystem;
+using Net = models::ResNet18<float, 1, 8, 8, 10, 4>;
+
+namespace {
+
+Dataset synthetic(std::size_t count, std::uint64_t seed) {
+  Dataset d;
+  d.count = count;
+  d.channels = 1;
+  d.height = d.width = 8;
+  d.name = "synthetic";
+  d.mean = {0.5f, 0, 0};
+  d.stddev = {0.25f, 0, 0};
+  for (int k = 0; k < 10; ++k) d.class_names.push_back("class " + std::to_string(k));
+  Rng rng(seed);
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::uint8_t label = std::uint8_t(i % 10);
+    d.labels.push_back(label);
+    for (std::size_t p = 0; p < 64; ++p)  // a bright pixel per class, plus noise
+      d.pixels.push_back(std::uint8_t(rng.below(128) + (p == label * 6 ? 127 : 0)));
+  }
+  return d;
+}
+
+struct Dir {
+  fs::path path;
+  explicit Dir(const std::string& name) : path(fs::temp_directory_path() / ("odyssey-trainer-" + name + "-" + std::to_string(::getpid()))) {
+    fs::remove_all(path);
+  }
+  ~Dir() { fs::remove_all(path); }
+};
+
+TrainSettings settings(std::size_t epochs) {
+  TrainSettings s;
+  s.dataset = "synthetic";
+  s.epochs = epochs;
+  s.batch_size = 16;
+  s.schedule.kind = ScheduleKind::cosine;
+  s.schedule.lr = 0.05;
+  s.seed = 11;
+  return s;
+}
+
+RunOptions options(const fs::path& out, bool resume = false) {
+  RunOptions r;
+  r.out = out;
+  r.resume = resume;
+  r.quiet = true;
+  r.log_every = 2;
+  r.eval_batch = 32;
+  return r;
+}
+
+std::vector<char> bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+const Dataset& train_set() {
+  static const Dataset d = synthetic(100, 1);  // 100 = 6 batches of 16 and one of 4
+  return d;
+}
+const Dataset& test_set() {
+  static const Dataset d = synthetic(40, 2);
+  return d;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(resume_is_bitwise_identical_to_the_uninterrupted_run) {
+  Dir whole("whole"), split("split");
+  const auto r = train<Net>(settings(3), options(whole.path), train_set(), test_set(), "tiny");
+  BOOST_TEST(r.epochs_run == 3u);
+  // The interrupted run: the first epoch's checkpoint, then --resume (with one thread).
+  train<Net>(settings(3), options(split.path), train_set(), test_set(), "tiny");
+  for (const auto& c : list_checkpoints(split.path))
+    if (c.filename() != "checkpoint-epoch-0001.safetensors") fs::remove(c);
+  fs::remove(split.path / "weights.safetensors");
+  {
+    tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
+    const auto resumed = train<Net>(settings(3), options(split.path, true), train_set(), test_set(), "tiny");
+    BOOST_TEST(resumed.epochs_run == 2u);
+  }
+  BOOST_TEST((bytes(whole.path / "weights.safetensors") == bytes(split.path / "weights.safetensors")));
+  BOOST_TEST((bytes(whole.path / "checkpoint-epoch-0003.safetensors") == bytes(split.path / "checkpoint-epoch-0003.safetensors")));
+  // metrics.csv of the resumed run has the first epoch's rows once, and every later row.
+  std::ifstream csv(split.path / "metrics.csv");
+  std::string line;
+  std::size_t epochs = 0;
+  while (std::getline(csv, line)) epochs += line.rfind("epoch,", 0) == 0;
+  BOOST_TEST(epochs == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(seed_changes_the_result_and_checkpoints_are_pruned) {
+  Dir a("seed-a"), b("seed-b");
+  auto s = settings(2);
+  auto o = options(a.path);
+  o.keep_checkpoints = 1;
+  train<Net>(s, o, train_set(), test_set(), "tiny");
+  BOOST_TEST(list_checkpoints(a.path).size() == 1u);
+  s.seed = 12;
+  train<Net>(s, options(b.path), train_set(), test_set(), "tiny");
+  BOOST_TEST((bytes(a.path / "weights.safetensors") != bytes(b.path / "weights.safetensors")));
+}
+
+BOOST_AUTO_TEST_CASE(resume_checks_settings_and_skips_a_damaged_checkpoint) {
+  Dir d("damaged");
+  train<Net>(settings(2), options(d.path), train_set(), test_set(), "tiny");
+  // Starting again in the same directory without --resume is refused.
+  BOOST_CHECK_THROW(train<Net>(settings(2), options(d.path), train_set(), test_set(), "tiny"), ValueError);
+  // Other settings are refused, naming the difference.
+  auto other = settings(2);
+  other.schedule.lr = 0.1;
+  try {
+    train<Net>(other, options(d.path, true), train_set(), test_set(), "tiny");
+    BOOST_FAIL("no exception");
+  } catch (const ValueError& e) {
+    BOOST_TEST(std::string(e.what()).find("lr: the run has 0.05, now 0.1") != std::string::npos, e.what());
+  }
+  // The newest checkpoint damaged (as a non-atomic writer could leave it): resume falls
+  // back to the one before and finishes the run.
+  const auto newest = d.path / "checkpoint-epoch-0002.safetensors";
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+  const auto r = train<Net>(settings(2), options(d.path, true), train_set(), test_set(), "tiny");
+  BOOST_TEST(r.epochs_run == 1u);
+  BOOST_TEST(fs::file_size(newest) > 1000u);
+}
+
+BOOST_AUTO_TEST_CASE(a_diverging_run_stops_with_a_message_and_keeps_its_checkpoint) {
+  Dir d("diverge");
+  train<Net>(settings(1), options(d.path), train_set(), test_set(), "tiny");
+  const auto before = bytes(d.path / "checkpoint-epoch-0001.safetensors");
+  // Continue the run with a learning rate that blows up, in a fresh directory that starts
+  // from the same checkpoint.
+  Dir e("diverge-2");
+  auto s = settings(3);
+  s.schedule.kind = ScheduleKind::constant;
+  s.schedule.lr = 1e38;  // the logits overflow to infinity within a few steps
+  s.sgd.weight_decay = 0;
+  try {
+    train<Net>(s, options(e.path), train_set(), test_set(), "tiny");
+    BOOST_FAIL("no exception");
+  } catch (const TrainingDiverged& ex) {
+    const std::string m = ex.what();
+    BOOST_TEST(m.find("training diverged: the loss is") != std::string::npos, m);
+    BOOST_TEST(m.find("--lr") != std::string::npos, m);
+  }
+  BOOST_TEST(!fs::exists(e.path / "weights.safetensors"));
+  BOOST_TEST((bytes(d.path / "checkpoint-epoch-0001.safetensors") == before));
+}
+
+BOOST_AUTO_TEST_CASE(weights_round_trip_and_reject_another_model) {
+  Dir d("weights");
+  fs::create_directories(d.path);
+  auto a = std::make_unique<Net>(1), b = std::make_unique<Net>(2);
+  save_weights(d.path / "w.safetensors", *a, {{"dataset", "synthetic"}});
+  const auto meta = load_weights(d.path / "w.safetensors", *b);
+  BOOST_TEST(meta.at("dataset") == "synthetic");
+  const auto sa = a->state(), sb = b->state();
+  for (std::size_t i = 0; i < sa.size(); ++i)
+    if (!sa[i].counter)
+      for (std::size_t j = 0; j < sa[i].value.size(); ++j) BOOST_REQUIRE(sa[i].value[j] == sb[i].value[j]);
+  // Weights of a wider model: refused with the tensor and both shapes, nothing loaded.
+  auto wide = std::make_unique<models::ResNet18<float, 1, 8, 8, 10, 8>>(3);
+  save_weights(d.path / "wide.safetensors", *wide, {});
+  auto c = std::make_unique<Net>(4);
+  const float first = c->conv1.weight.value[0];
+  try {
+    load_weights(d.path / "wide.safetensors", *c);
+    BOOST_FAIL("no exception");
+  } catch (const ShapeError& e) {
+    BOOST_TEST(std::string(e.what()).find("'conv1.weight' has shape [8, 1, 3, 3] in the file but [4, 1, 3, 3] is expected") != std::string::npos,
+               e.what());
+  }
+  BOOST_TEST(c->conv1.weight.value[0] == first);
+}
