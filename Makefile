@@ -4,6 +4,7 @@
 #   make train   build, then train ResNet-18 on Fashion-MNIST (the main job)
 #   make test    build, then run the whole test suite (what .ci/run calls)
 #   make bench   build, then run the perf suites (installs python3-torch for comparisons)
+#   make fuzz    build the fuzz preset, fuzz each reader FUZZ_SECONDS (default 60)
 #   make build   configure and build the PRESET (release by default; debug, asan)
 #   make install install the PRESET's build into build/<preset>/install
 #   make clean   remove build/
@@ -12,7 +13,7 @@ CMAKE := .deps/bin/cmake
 CTEST := .deps/bin/ctest
 BUILD_DIR := build/$(PRESET)
 
-.PHONY: all bootstrap bootstrap-torch configure build test train bench install clean help
+.PHONY: all bootstrap bootstrap-torch configure build test train bench fuzz install clean help
 all: build
 
 help:
@@ -45,6 +46,12 @@ bench: bootstrap-torch build
 
 bootstrap-torch:
 	@scripts/bootstrap.sh --with-torch
+
+FUZZ_SECONDS ?= 60
+fuzz: bootstrap
+	@if [ ! -f build/fuzz/build.ninja ]; then $(CMAKE) --preset fuzz; fi
+	@$(CMAKE) --build --preset fuzz
+	@tests/fuzz/run.sh fuzz $(FUZZ_SECONDS)
 
 install: build
 	@$(CMAKE) --install $(BUILD_DIR)

@@ -68,25 +68,28 @@ HWY_NOINLINE void chunk_sums(const T* HWY_RESTRICT x, const T* HWY_RESTRICT dy,
   }
 }
 
-/// Per channel: out = (x - m) * a + e, or with `dy`, out = dy * a + (x - m) * b + e.
+/// Per channel: out = (x - m) * a + e, then + r (kResidual) and max(., 0) (kRelu); or, with
+/// `dy` (kBackward), out = dy * a + (x - m) * b + e.
 /// (Subtracting the mean first, rather than folding it into e, keeps y accurate for
 /// channels of tiny variance, where rstd is large and x*a and e would nearly cancel.)
 /// `out` may be `dy` (in-place backward): each element is read before it is written.
-template <bool kBackward, class T>
-HWY_NOINLINE void affine_rows(const T* x, const T* dy, const T* HWY_RESTRICT a,
+template <bool kBackward, bool kResidual, bool kRelu, class T>
+HWY_NOINLINE void affine_rows(const T* x, const T* dy, const T* r, const T* HWY_RESTRICT a,
                               const T* HWY_RESTRICT b, const T* HWY_RESTRICT m,
                               const T* HWY_RESTRICT e, std::size_t rows, std::size_t C, T* out) {
   const hn::ScalableTag<T> d;
   const std::size_t L = hn::Lanes(d);
-  for (std::size_t r = 0; r < rows; ++r)
+  for (std::size_t row = 0; row < rows; ++row)
     for (std::size_t c = 0; c < C; c += L) {
-      const std::size_t n = std::min(L, C - c), i = r * C + c;
+      const std::size_t n = std::min(L, C - c), i = row * C + c;
       const auto t = hn::Sub(load_n(d, x + i, n), hn::Load(d, m + c));
       hn::Vec<decltype(d)> v;
       if constexpr (kBackward) {
         v = hn::MulAdd(load_n(d, dy + i, n), hn::Load(d, a + c), hn::MulAdd(t, hn::Load(d, b + c), hn::Load(d, e + c)));
       } else {
         v = hn::MulAdd(t, hn::Load(d, a + c), hn::Load(d, e + c));
+        if constexpr (kResidual) v = hn::Add(v, load_n(d, r + i, n));
+        if constexpr (kRelu) v = hn::Max(v, hn::Zero(d));
       }
       store_n(d, v, out + i, n);
     }
@@ -157,14 +160,27 @@ struct Bn {
   }
 
   /// out = f(rows) over row blocks in parallel; `coeffs` fills the per-channel arrays.
+  /// Forward passes add `residual` (when not null) and apply a ReLU (when `relu`).
   template <bool kBackward, class Coeffs>
-  void apply(const T* x, const T* dy, T* out, const Coeffs& coeffs) const {
+  void apply(const T* x, const T* dy, T* out, const Coeffs& coeffs, const T* residual = nullptr,
+             bool relu = false) const {
     detail::parallel_items(chunks, [&](std::size_t k) {
       HWY_ALIGN T a[detail::kBnMaxChannels], b[detail::kBnMaxChannels], m[detail::kBnMaxChannels],
           e[detail::kBnMaxChannels];
       coeffs(a, b, m, e);
-      const std::size_t off = k * rows_per_chunk * s.c;
-      affine_rows<kBackward>(x + off, kBackward ? dy + off : nullptr, a, b, m, e, rows_of(k), s.c, out + off);
+      const std::size_t off = k * rows_per_chunk * s.c, rows = rows_of(k);
+      const T* r = residual ? residual + off : nullptr;
+      if constexpr (kBackward) {
+        affine_rows<true, false, false>(x + off, dy + off, r, a, b, m, e, rows, s.c, out + off);
+      } else if (residual && relu) {
+        affine_rows<false, true, true>(x + off, dy, r, a, b, m, e, rows, s.c, out + off);
+      } else if (residual) {
+        affine_rows<false, true, false>(x + off, dy, r, a, b, m, e, rows, s.c, out + off);
+      } else if (relu) {
+        affine_rows<false, false, true>(x + off, dy, r, a, b, m, e, rows, s.c, out + off);
+      } else {
+        affine_rows<false, false, false>(x + off, dy, r, a, b, m, e, rows, s.c, out + off);
+      }
     });
   }
 };
@@ -172,7 +188,7 @@ struct Bn {
 template <class T>
 void forward_training(const BatchNormShape& s, const T* x, const T* gamma, const T* beta, T* y,
                       T* save_mean, T* save_rstd, T* running_mean, T* running_var,
-                      double momentum, double eps, double* ws) {
+                      double momentum, double eps, double* ws, const T* residual, bool relu) {
   const Bn<T> bn{s, ws};
   bn.moments(x);
   const double* mean = bn.totals();
@@ -185,26 +201,32 @@ void forward_training(const BatchNormShape& s, const T* x, const T* gamma, const
     running_mean[c] = T((1 - momentum) * double(running_mean[c]) + momentum * mean[c]);
     running_var[c] = T((1 - momentum) * double(running_var[c]) + momentum * m2[c] / (M - 1));
   }
-  bn.template apply<false>(x, nullptr, y, [&](T* a, T*, T* m, T* e) {
-    for (std::size_t c = 0; c < s.c; ++c) {
-      a[c] = gamma[c] * save_rstd[c];
-      m[c] = save_mean[c];
-      e[c] = beta[c];
-    }
-  });
+  bn.template apply<false>(
+      x, nullptr, y,
+      [&](T* a, T*, T* m, T* e) {
+        for (std::size_t c = 0; c < s.c; ++c) {
+          a[c] = gamma[c] * save_rstd[c];
+          m[c] = save_mean[c];
+          e[c] = beta[c];
+        }
+      },
+      residual, relu);
 }
 
 template <class T>
 void forward_inference(const BatchNormShape& s, const T* x, const T* gamma, const T* beta,
-                       const T* rm, const T* rv, double eps, T* y) {
+                       const T* rm, const T* rv, double eps, T* y, const T* residual, bool relu) {
   const Bn<T> bn{s, nullptr};
-  bn.template apply<false>(x, nullptr, y, [&](T* a, T*, T* m, T* e) {
-    for (std::size_t c = 0; c < s.c; ++c) {
-      a[c] = T(double(gamma[c]) / std::sqrt(double(rv[c]) + eps));
-      m[c] = rm[c];
-      e[c] = beta[c];
-    }
-  });
+  bn.template apply<false>(
+      x, nullptr, y,
+      [&](T* a, T*, T* m, T* e) {
+        for (std::size_t c = 0; c < s.c; ++c) {
+          a[c] = T(double(gamma[c]) / std::sqrt(double(rv[c]) + eps));
+          m[c] = rm[c];
+          e[c] = beta[c];
+        }
+      },
+      residual, relu);
 }
 
 template <class T>
@@ -256,12 +278,13 @@ void backward_inference(const BatchNormShape& s, const T* x, const T* dy, const 
 #define ODYSSEY_BN_INSTANCES(T, suffix)                                                       \
   void bn_forward_training_##suffix(const BatchNormShape& s, const T* x, const T* g,          \
                                     const T* b, T* y, T* sm, T* sr, T* rm, T* rv, double mom, \
-                                    double eps, double* ws) {                                 \
-    forward_training(s, x, g, b, y, sm, sr, rm, rv, mom, eps, ws);                            \
+                                    double eps, double* ws, const T* res, bool relu) {        \
+    forward_training(s, x, g, b, y, sm, sr, rm, rv, mom, eps, ws, res, relu);                 \
   }                                                                                           \
   void bn_forward_inference_##suffix(const BatchNormShape& s, const T* x, const T* g,         \
-                                     const T* b, const T* rm, const T* rv, double eps, T* y) { \
-    forward_inference(s, x, g, b, rm, rv, eps, y);                                            \
+                                     const T* b, const T* rm, const T* rv, double eps, T* y,  \
+                                     const T* res, bool relu) {                               \
+    forward_inference(s, x, g, b, rm, rv, eps, y, res, relu);                                 \
   }                                                                                           \
   void bn_backward_training_##suffix(const BatchNormShape& s, const T* x, const T* dy,        \
                                      const T* g, const T* sm, const T* sr, T* dx, T* dg,      \
@@ -312,14 +335,15 @@ std::size_t batchnorm_workspace_size(const BatchNormShape& s) {
 #define ODYSSEY_BN_ENTRIES(T, suffix)                                                          \
   void batchnorm_forward_training(const BatchNormShape& s, const T* x, const T* g, const T* b, \
                                   T* y, T* sm, T* sr, T* rm, T* rv, double mom, double eps,    \
-                                  double* ws) {                                                \
+                                  double* ws, const T* res, bool relu) {                       \
     check(s, true);                                                                            \
-    HWY_DYNAMIC_DISPATCH(bn_forward_training_##suffix)(s, x, g, b, y, sm, sr, rm, rv, mom, eps, ws); \
+    HWY_DYNAMIC_DISPATCH(bn_forward_training_##suffix)(s, x, g, b, y, sm, sr, rm, rv, mom, eps, ws, res, relu); \
   }                                                                                            \
   void batchnorm_forward_inference(const BatchNormShape& s, const T* x, const T* g,           \
-                                   const T* b, const T* rm, const T* rv, double eps, T* y) {  \
+                                   const T* b, const T* rm, const T* rv, double eps, T* y,    \
+                                   const T* res, bool relu) {                                  \
     check(s, false);                                                                           \
-    HWY_DYNAMIC_DISPATCH(bn_forward_inference_##suffix)(s, x, g, b, rm, rv, eps, y);           \
+    HWY_DYNAMIC_DISPATCH(bn_forward_inference_##suffix)(s, x, g, b, rm, rv, eps, y, res, relu); \
   }                                                                                            \
   void batchnorm_backward_training(const BatchNormShape& s, const T* x, const T* dy,          \
                                    const T* g, const T* sm, const T* sr, T* dx, T* dg, T* db, \

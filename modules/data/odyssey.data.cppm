@@ -1,4 +1,4 @@
-// odyssey.data: datasets (CIFAR-10 binary, IDX / Fashion-MNIST), normalisation,
+// odyssey.data: datasets (CIFAR-10 binary, IDX / Fashion-MNIST, PNG images), normalisation,
 // augmentation, shuffling and background batching.
 export module odyssey.data;
 export import :dataset;
@@ -7,3 +7,4 @@ export import :fashion_mnist;
 export import :cifar;
 export import :augment;
 export import :loader;
+export import :png;

@@ -1,5 +1,6 @@
 // BasicBlock: ResNet's two-convolution residual block.
 //   y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))
+// The ReLUs and the residual join run inside the batch norms' output passes.
 // conv1 is 3x3 with the block's stride, conv2 3x3 stride 1, both without bias. The shortcut
 // is the identity, or, when the stride or the channel count changes, a 1x1 strided conv and
 // a batch norm (PyTorch names: shortcut.0, shortcut.1).
@@ -14,7 +15,6 @@ import :context;
 import :state;
 import :conv;
 import :batchnorm;
-import :activation;
 
 export namespace odyssey {
 
@@ -37,9 +37,8 @@ class BasicBlock {
   Conv2d<T, In, OutC, 3, Stride, 1> conv1;
   BatchNorm2d<T, Out, Post::relu> bn1;
   Conv2d<T, Out, OutC, 3, 1, 1> conv2;
-  BatchNorm2d<T, Out> bn2;
+  BatchNorm2d<T, Out, Post::add_relu> bn2;  // relu(bn2(.) + shortcut)
   [[no_unique_address]] std::conditional_t<projection, Projection, Identity> shortcut;
-  ResidualAdd<T, Out, Out, true> join;
 
   // The internal links, checked like any composition.
   static_assert(LayerWiring<typename decltype(conv1)::output_shape, typename decltype(bn1)::input_shape>::ok);
@@ -53,11 +52,11 @@ class BasicBlock {
 
   const Activation<T, Out>& forward(const Activation<T, In>& x, Context<T>& ctx) {
     const auto& r1 = bn1.forward(conv1.forward(x, ctx), ctx);
-    const auto& b2 = bn2.forward(conv2.forward(r1, ctx), ctx);
+    const auto& c2 = conv2.forward(r1, ctx);
     if constexpr (projection) {
-      return join.forward(b2, shortcut.bn.forward(shortcut.conv.forward(x, ctx), ctx), ctx);
+      return bn2.forward(c2, shortcut.bn.forward(shortcut.conv.forward(x, ctx), ctx), ctx);
     } else {
-      return join.forward(b2, x, ctx);
+      return bn2.forward(c2, x, ctx);
     }
   }
 
@@ -70,8 +69,7 @@ class BasicBlock {
     auto g = sg.template view<Out>(n);  // gradient at the join, shared by both branches
     auto t = st.template view<Out>(n);
     auto u = su.template view<Out>(n);
-    join.backward(dy, g, ctx);
-    bn2.backward(g, &t, ctx);
+    bn2.backward(dy, t, g, ctx);
     conv2.backward(t, &u, ctx);
     bn1.backward(u, &u, ctx);
     conv1.backward(u, dx, ctx);
@@ -83,7 +81,7 @@ class BasicBlock {
     }
   }
 
-  [[nodiscard]] const Activation<T, Out>& output() const noexcept { return join.output(); }
+  [[nodiscard]] const Activation<T, Out>& output() const noexcept { return bn2.output(); }
 
   template <class F>
   void visit_state(const std::string& prefix, F&& f) {

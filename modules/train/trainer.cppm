@@ -11,6 +11,7 @@ module;
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -45,6 +46,7 @@ class TrainingDiverged : public Error {
 struct TrainSettings {
   std::string dataset = "fashion-mnist";
   std::size_t train_subset = 0;  // 0: the whole training set
+  std::size_t test_subset = 0;   // 0: the whole test set
   std::size_t epochs = 1;
   std::size_t batch_size = 128;
   ScheduleOptions schedule;
@@ -57,6 +59,7 @@ struct TrainSettings {
     const char* kinds[] = {"constant", "step", "cosine", "onecycle"};
     return {{"dataset", dataset},
             {"train_subset", train_subset},
+            {"test_subset", test_subset},
             {"epochs", epochs},
             {"batch_size", batch_size},
             {"schedule", kinds[static_cast<int>(schedule.kind)]},
@@ -163,6 +166,18 @@ TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& 
   std::error_code ec;
   fs::create_directories(run.out, ec);
   if (ec) throw IoError(detail::rformat("cannot create the run directory '{}': {}", run.out.string(), ec.message()));
+  {  // Fail now, not after the first epoch, when nothing can be written there.
+    const auto probe = run.out / detail::rformat(".write-test-{}", ::getpid());
+    std::FILE* f = std::fopen(probe.c_str(), "wb");
+    if (!f)
+      throw IoError(detail::rformat("cannot write in the run directory '{}': {}", run.out.string(), std::strerror(errno)));
+    std::fclose(f);
+    fs::remove(probe, ec);
+  }
+  // Temporary files of a save that a crash interrupted: the file they were to replace is
+  // intact (saves are atomic), so they are only litter.
+  for (const auto& e : fs::directory_iterator(run.out, ec))
+    if (e.path().filename().string().find(".safetensors.tmp-") != std::string::npos) fs::remove(e.path(), ec);
   const auto existing = list_checkpoints(run.out);
   if (!run.resume && !existing.empty())
     throw ValueError(detail::rformat("'{}' already holds a run ({}); pass --resume to continue it, or choose "

@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 #include <tbb/global_control.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -115,6 +116,47 @@ BOOST_AUTO_TEST_CASE(matches_reference_on_every_target) {
         expect_close(o->dx_inf, dxinf, tol, w + " inference dx");
         expect_close(o->dg_inf, dginf, tol, w + " inference dgamma");
         expect_close(o->db_inf, dbinf, tol, w + " inference dbeta");
+      }
+    }
+  }
+  ok::use_best_target();
+}
+
+BOOST_AUTO_TEST_CASE(fused_residual_and_relu_match_reference_on_every_target) {
+  const Case cs{2 * 5 * 7, 17};
+  const Inputs in = inputs(cs, 3);
+  const Vec res = ot::random_values(cs.m * cs.c, 8, -1, 1);
+  const auto ref = ot::ref::batchnorm_forward_training(cs.m, cs.c, in.x, in.g, in.b, in.rm, in.rv, kMomentum, kEps);
+  const auto inf = ot::ref::batchnorm_forward_inference(cs.m, cs.c, in.x, in.g, in.b, in.rm, in.rv, kEps);
+  const ok::BatchNormShape s{cs.m, cs.c};
+  for (const auto& target : ok::available_targets()) {
+    ok::use_target(target);
+    for (int variant = 0; variant < 3; ++variant) {  // relu; residual; residual + relu
+      const bool relu = variant != 1, residual = variant != 0;
+      Vec expect_train(ref.y.size()), expect_inf(inf.size());
+      for (std::size_t i = 0; i < ref.y.size(); ++i) {
+        const double r = residual ? res[i] : 0.0;
+        expect_train[i] = relu ? std::max(ref.y[i] + r, 0.0) : ref.y[i] + r;
+        expect_inf[i] = relu ? std::max(inf[i] + r, 0.0) : inf[i] + r;
+      }
+      for (const bool f32 : {false, true}) {
+        auto run = [&]<class T>() {
+          const auto xt = ot::cast<T>(in.x), gt = ot::cast<T>(in.g), bt = ot::cast<T>(in.b), rt = ot::cast<T>(res);
+          auto rm = ot::cast<T>(in.rm), rv = ot::cast<T>(in.rv);
+          std::vector<T> y(in.x.size()), yi(in.x.size()), mean(cs.c), rstd(cs.c);
+          odyssey::AlignedBuffer<double> ws(ok::batchnorm_workspace_size(s));
+          ok::batchnorm_forward_inference(s, xt.data(), gt.data(), bt.data(), rm.data(), rv.data(), kEps, yi.data(),
+                                          residual ? rt.data() : nullptr, relu);
+          ok::batchnorm_forward_training(s, xt.data(), gt.data(), bt.data(), y.data(), mean.data(), rstd.data(),
+                                         rm.data(), rv.data(), kMomentum, kEps, ws.data(),
+                                         residual ? rt.data() : nullptr, relu);
+          const double tol = f32 ? 1e-5 : 1e-12;
+          const std::string w = target + (f32 ? " f32" : " f64") + " variant " + std::to_string(variant);
+          expect_close(to_double(y), expect_train, tol, w + " training");
+          expect_close(to_double(yi), expect_inf, tol, w + " inference");
+        };
+        if (f32) run.template operator()<float>();
+        else run.template operator()<double>();
       }
     }
   }

@@ -1,6 +1,5 @@
 // `odyssey eval`, `predict` and `info`: use and inspect weights files (or checkpoints).
 #include <CLI/CLI.hpp>
-#include <png.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -91,37 +90,11 @@ int run_eval(const EvalArgs& a) {
 
 // ---- predict
 
-/// A PNG as `channels` x 32 x 32 bytes: 28x28 images are padded by 2 (Fashion-MNIST's way);
-/// colour becomes grey by luminance for a 1-channel model and grey is repeated for a
-/// 3-channel one.
-std::vector<std::uint8_t> read_png(const std::string& path, std::size_t channels) {
-  png_image img{};
-  img.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file(&img, path.c_str()))
-    throw FormatError(fmt::format("{}: not a readable PNG ({})", path, img.message));
-  const std::size_t w = img.width, h = img.height;
-  if (!((w == 32 && h == 32) || (w == 28 && h == 28 && channels == 1))) {
-    png_image_free(&img);
-    throw ShapeError(fmt::format("{}: a {}x{} image; this model takes 32x32{}", path, w, h,
-                                 channels == 1 ? " (or 28x28, padded like Fashion-MNIST)" : ""));
-  }
-  img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-  std::vector<std::uint8_t> hwc(PNG_IMAGE_SIZE(img));
-  if (!png_image_finish_read(&img, nullptr, hwc.data(), 0, nullptr))
-    throw FormatError(fmt::format("{}: cannot decode the PNG ({})", path, img.message));
-  const std::size_t pad = (32 - w) / 2;
-  std::vector<std::uint8_t> chw(channels * 32 * 32, 0);
-  for (std::size_t y = 0; y < h; ++y)
-    for (std::size_t x = 0; x < w; ++x)
-      for (std::size_t c = 0; c < channels; ++c) chw[(c * 32 + y + pad) * 32 + x + pad] = hwc[(y * w + x) * channels + c];
-  return chw;
-}
-
 /// The images of one INPUT: a CIFAR-10 .bin file, an IDX image file (plain or gzipped), or a PNG.
 void append_input(Dataset& d, const std::string& path) {
   const std::string ext = fs::path(path).extension().string();
   if (ext == ".png" || ext == ".PNG") {
-    const auto px = read_png(path, d.channels);
+    const auto px = read_png_image(path, d.channels);
     d.pixels.insert(d.pixels.end(), px.begin(), px.end());
     d.labels.push_back(0);
     ++d.count;

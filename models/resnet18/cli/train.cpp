@@ -44,7 +44,8 @@ int run_train(TrainArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   Dataset train_set = load_dataset(a.dataset, a.data, Split::train);
   if (a.settings.train_subset) train_set = subset(train_set, a.settings.train_subset);
-  const Dataset test_set = load_dataset(a.dataset, a.data, Split::test);
+  Dataset test_set = load_dataset(a.dataset, a.data, Split::test);
+  if (a.settings.test_subset) test_set = subset(test_set, a.settings.test_subset);
   if (!a.run.quiet)
     std::printf("%s: %zu training and %zu test images of %zux%zux%zu; %s, %zu epoch(s), batch %zu, lr %g (%s), "
                 "seed %llu; run directory %s\n",
@@ -116,6 +117,8 @@ std::function<int()> add_train(CLI::App& app) {
       ->capture_default_str();
   c->add_flag("--no-augment", a->no_augment, "no random crop (4-pixel padding) and horizontal flip");
   c->add_option("--train-subset", s.train_subset, "train on the first N training images only")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--test-subset", s.test_subset, "evaluate on the first N test images only")
       ->check(CLI::PositiveNumber);
   c->add_option("--seed", s.seed, "seed of initialisation, shuffling and augmentation")->capture_default_str();
   c->add_option("--out", a->out, "run directory (default: runs/<dataset>-<date>-<time>)");

@@ -11,6 +11,8 @@
 // and dgamma += sum(dy*xhat), dbeta += sum(dy) in both modes.
 // Sums run over fixed chunks of rows combined in a fixed order (in double), so results do
 // not depend on the thread count.
+// The forward passes can finish ResNet's blocks in the same pass over memory: with
+// `residual` (same shape as y) y = bn(x) + residual, and with `relu` y = max(., 0).
 #pragma once
 #include <cstddef>
 
@@ -29,20 +31,24 @@ std::size_t batchnorm_workspace_size(const BatchNormShape& shape);
 void batchnorm_forward_training(const BatchNormShape& shape, const float* x, const float* gamma,
                                 const float* beta, float* y, float* save_mean, float* save_rstd,
                                 float* running_mean, float* running_var, double momentum,
-                                double eps, double* workspace);
+                                double eps, double* workspace, const float* residual = nullptr,
+                                bool relu = false);
 void batchnorm_forward_training(const BatchNormShape& shape, const double* x,
                                 const double* gamma, const double* beta, double* y,
                                 double* save_mean, double* save_rstd, double* running_mean,
                                 double* running_var, double momentum, double eps,
-                                double* workspace);
+                                double* workspace, const double* residual = nullptr,
+                                bool relu = false);
 
 void batchnorm_forward_inference(const BatchNormShape& shape, const float* x, const float* gamma,
                                  const float* beta, const float* running_mean,
-                                 const float* running_var, double eps, float* y);
+                                 const float* running_var, double eps, float* y,
+                                 const float* residual = nullptr, bool relu = false);
 void batchnorm_forward_inference(const BatchNormShape& shape, const double* x,
                                  const double* gamma, const double* beta,
                                  const double* running_mean, const double* running_var,
-                                 double eps, double* y);
+                                 double eps, double* y, const double* residual = nullptr,
+                                 bool relu = false);
 
 /// Training-mode backward from the saved mean and rstd. dx is overwritten (it may be dy:
 /// the pass is in place safe); dgamma and dbeta are accumulated.
