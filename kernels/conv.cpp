@@ -63,10 +63,9 @@ struct TapList {
   std::size_t count = 0;
 };
 
-template <class T>
+template <class Tile, class T>
 HWY_NOINLINE void gather_block(const Gather<T>& g, const TapList& taps, const PixelRef<T>* px,
                                std::size_t npx) {
-  using Tile = ConvTile<T>;
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup,
                         L = Tile::kLanes;
@@ -113,9 +112,9 @@ HWY_NOINLINE void gather_block(const Gather<T>& g, const TapList& taps, const Pi
 
 /// wp[grp][tap][c][j] = w(out channel grp*G + j, source channel c, tap), zero past `outs`.
 /// `at(o, c, tap)` reads the unpacked weight.
-template <class T, class At>
+template <class Tile, class T, class At>
 void pack_weights(std::size_t outs, std::size_t len, std::size_t taps, T* wp, const At& at) {
-  constexpr std::size_t G = ConvTile<T>::kGroup;
+  constexpr std::size_t G = Tile::kGroup;
   const std::size_t groups = detail::ceil_div(outs, G);
   detail::parallel_items(groups * taps, [&](std::size_t item) {
     const std::size_t grp = item / taps, tap = item % taps;
@@ -128,23 +127,23 @@ void pack_weights(std::size_t outs, std::size_t len, std::size_t taps, T* wp, co
   });
 }
 
-template <class T>
+template <class Tile>
 std::size_t chunk_for(std::size_t len, std::size_t taps) {
   const std::size_t max_chunk =
-      std::max<std::size_t>(16, kSlabBytes / (taps * ConvTile<T>::kGroup * sizeof(T)));
+      std::max<std::size_t>(16, kSlabBytes / (taps * Tile::kGroup * sizeof(typename Tile::value_type)));
   const std::size_t chunks = detail::ceil_div(len, max_chunk);
   return detail::ceil_div(len, chunks);
 }
 
-template <class T>
+template <class T, class Tile>
 void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws) {
-  constexpr std::size_t G = ConvTile<T>::kGroup, MR = ConvTile<T>::kRows;
+  constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows;
   const std::size_t RS = sh.r * sh.s, P = sh.p(), Q = sh.q(), groups = detail::ceil_div(sh.k, G);
   T* wp = ws;
   T* zero = wp + groups * G * RS * sh.c;
   T* bias_p = zero + detail::round_up(sh.c, 16);
   std::fill(zero, zero + sh.c, T(0));
-  pack_weights(sh.k, sh.c, RS, wp, [&](std::size_t k, std::size_t c, std::size_t tap) {
+  pack_weights<Tile>(sh.k, sh.c, RS, wp, [&](std::size_t k, std::size_t c, std::size_t tap) {
     return w[(k * sh.c + c) * RS + tap];
   });
   if (bias) {
@@ -159,7 +158,7 @@ void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, 
       taps.wtap[taps.count++] = r * sh.s + s;
     }
   const Gather<T> g{x, sh.h, sh.w, sh.c, wp, RS, y, sh.k, groups, bias ? bias_p : nullptr,
-                    zero, false, chunk_for<T>(sh.c, RS)};
+                    zero, false, chunk_for<Tile>(sh.c, RS)};
   const std::size_t M = sh.n * P * Q, block = kBlockTiles * MR;
   detail::parallel_items(detail::ceil_div(M, block), [&](std::size_t b) {
     PixelRef<T> px[kBlockTiles * MR];
@@ -171,14 +170,14 @@ void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, 
                static_cast<std::ptrdiff_t>((pq % Q) * sh.stride) - static_cast<std::ptrdiff_t>(sh.pad),
                y + m * sh.k};
     }
-    gather_block(g, taps, px, npx);
+    gather_block<Tile>(g, taps, px, npx);
   });
 }
 
-template <class T>
+template <class T, class Tile>
 void conv_backward_data(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T* ws,
                         bool accumulate) {
-  constexpr std::size_t G = ConvTile<T>::kGroup, MR = ConvTile<T>::kRows;
+  constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows;
   const std::size_t RS = sh.r * sh.s, P = sh.p(), Q = sh.q(), groups = detail::ceil_div(sh.c, G);
   const std::ptrdiff_t stride = static_cast<std::ptrdiff_t>(sh.stride),
                        pad = static_cast<std::ptrdiff_t>(sh.pad);
@@ -186,11 +185,11 @@ void conv_backward_data(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T
   T* zero = wp + groups * G * RS * sh.k;
   std::fill(zero, zero + sh.k, T(0));
   // Transposed weights: output channels of this pass are the input channels c.
-  pack_weights(sh.c, sh.k, RS, wp, [&](std::size_t c, std::size_t k, std::size_t tap) {
+  pack_weights<Tile>(sh.c, sh.k, RS, wp, [&](std::size_t c, std::size_t k, std::size_t tap) {
     return w[(k * sh.c + c) * RS + tap];
   });
   const Gather<T> g{dy, P, Q, sh.k, wp, RS, dx, sh.c, groups, nullptr, zero, accumulate,
-                    chunk_for<T>(sh.k, RS)};
+                    chunk_for<Tile>(sh.k, RS)};
 
   // Phase (ph, pw) holds the dx pixels ih = ph + a*stride, iw = pw + b*stride. Tap r reaches
   // it when (ph + pad - r) is a multiple of the stride, from dy row oh = a + (ph + pad - r)/stride.
@@ -238,25 +237,36 @@ void conv_backward_data(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T
       px[i] = {dy + n * P * Q * sh.k, static_cast<std::ptrdiff_t>(a), static_cast<std::ptrdiff_t>(bb),
                dx + ((n * sh.h + ih) * sh.w + iw) * sh.c};
     }
-    gather_block(g, taps, px, npx);
+    gather_block<Tile>(g, taps, px, npx);
   });
+}
+
+template <class T>
+void conv_forward_any(const Conv2dShape& sh, const T* x, const T* w, const T* b, T* y, T* ws) {
+  if (use_tall_tile(sh.c)) conv_forward<T, ConvTile<T, true>>(sh, x, w, b, y, ws);
+  else conv_forward<T, ConvTile<T, false>>(sh, x, w, b, y, ws);
+}
+template <class T>
+void conv_backward_data_any(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T* ws, bool acc) {
+  if (use_tall_tile(sh.k)) conv_backward_data<T, ConvTile<T, true>>(sh, dy, w, dx, ws, acc);
+  else conv_backward_data<T, ConvTile<T, false>>(sh, dy, w, dx, ws, acc);
 }
 
 void conv_forward_f32(const Conv2dShape& sh, const float* x, const float* w, const float* b,
                       float* y, float* ws) {
-  conv_forward(sh, x, w, b, y, ws);
+  conv_forward_any(sh, x, w, b, y, ws);
 }
 void conv_forward_f64(const Conv2dShape& sh, const double* x, const double* w, const double* b,
                       double* y, double* ws) {
-  conv_forward(sh, x, w, b, y, ws);
+  conv_forward_any(sh, x, w, b, y, ws);
 }
 void conv_backward_data_f32(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
                             float* ws, bool acc) {
-  conv_backward_data(sh, dy, w, dx, ws, acc);
+  conv_backward_data_any(sh, dy, w, dx, ws, acc);
 }
 void conv_backward_data_f64(const Conv2dShape& sh, const double* dy, const double* w,
                             double* dx, double* ws, bool acc) {
-  conv_backward_data(sh, dy, w, dx, ws, acc);
+  conv_backward_data_any(sh, dy, w, dx, ws, acc);
 }
 
 }  // namespace odyssey::kernels::HWY_NAMESPACE

@@ -32,7 +32,8 @@ std::string name(const ok::Conv2dShape& g) {
 
 // Unfriendly shapes: odd channel counts (not multiples of any vector width), batch 1-3,
 // stride 2 and 3 on odd extents, padding 0/1/2, 1x1 inputs and kernels, output-channel
-// counts that leave a partial register tile, and ResNet-18's own three kinds.
+// counts that leave a partial register tile, ResNet-18's own three kinds, and long
+// reductions that select the other register tile.
 const std::vector<ok::Conv2dShape> kShapes = {
     shape(1, 1, 1, 1, 1, 1, 1, 1, 0),    shape(2, 3, 5, 7, 5, 3, 3, 1, 1),
     shape(3, 17, 8, 8, 17, 3, 3, 2, 1),  shape(2, 5, 7, 5, 3, 3, 3, 2, 0),
@@ -40,6 +41,8 @@ const std::vector<ok::Conv2dShape> kShapes = {
     shape(3, 64, 4, 4, 65, 3, 3, 1, 1),  shape(1, 5, 6, 6, 3, 5, 5, 1, 2),
     shape(2, 3, 9, 9, 4, 3, 3, 3, 1),    shape(1, 1, 3, 3, 2, 3, 3, 1, 0),
     shape(2, 32, 8, 8, 64, 3, 3, 2, 1),  shape(2, 64, 8, 8, 128, 1, 1, 2, 0),
+    // Reductions of 256 channels or more take the tall register tile (12 x 2 on AVX-512).
+    shape(2, 260, 3, 3, 33, 3, 3, 1, 1), shape(1, 20, 5, 4, 300, 3, 3, 2, 1),
 };
 
 // Tolerance for float results: relative 1e-4 of the value, with an absolute floor of 1e-4 of
