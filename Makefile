@@ -41,8 +41,9 @@ train: configure
 # Every kernel at every ResNet-18 shape, then ResNet-18 end to end beside PyTorch.
 bench: PRESET = release
 bench: bootstrap-torch build
-	@build/release/perf/kernels_bench --benchmark_counters_tabular=true
-	@/usr/bin/python3 perf/resnet18_bench.py --build build/release
+	@build/release/perf/kernels_bench --benchmark_counters_tabular=true \
+	  --benchmark_out=build/release/perf/kernels.json --benchmark_out_format=json
+	@/usr/bin/python3 perf/summary.py --build build/release --kernels-json build/release/perf/kernels.json
 
 bootstrap-torch:
 	@scripts/bootstrap.sh --with-torch

@@ -3,36 +3,16 @@
 //   kill_worker train DIR [--resume]   train (or resume) the run in DIR to its end
 //   kill_worker check DIR              load DIR's newest checkpoint; print its epoch
 #include <cstdio>
-#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
 import odyssey;
+import odyssey.testing;
 
 using namespace odyssey;
 using Net = models::ResNet18<float, 1, 8, 8, 10, 4>;
 
-namespace {
-
-Dataset synthetic(std::size_t count, std::uint64_t seed) {
-  Dataset d;
-  d.count = count;
-  d.channels = 1;
-  d.height = d.width = 8;
-  d.name = "synthetic";
-  d.mean = {0.5f, 0, 0};
-  d.stddev = {0.25f, 0, 0};
-  for (int k = 0; k < 10; ++k) d.class_names.push_back("class " + std::to_string(k));
-  Rng rng(seed);
-  for (std::size_t i = 0; i < count; ++i) {
-    d.labels.push_back(std::uint8_t(i % 10));
-    for (std::size_t p = 0; p < 64; ++p) d.pixels.push_back(std::uint8_t(rng.below(128) + (p == (i % 10) * 6 ? 127 : 0)));
-  }
-  return d;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -66,7 +46,7 @@ int main(int argc, char** argv) {
     run.quiet = true;
     run.eval_batch = 64;
     run.keep_checkpoints = 2;
-    train<Net>(s, run, synthetic(160, 1), synthetic(40, 2), "tiny");
+    train<Net>(s, run, testing::synthetic_dataset(160, 1), testing::synthetic_dataset(40, 2), "tiny");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kill_worker: %s\n", e.what());

@@ -14,39 +14,13 @@
 #include <string>
 #include <vector>
 import odyssey;
+import odyssey.testing;
 
 using namespace odyssey;
 namespace fs = std::filesystem;
 using Net = models::ResNet18<float, 1, 8, 8, 10, 4>;
 
 namespace {
-
-Dataset synthetic(std::size_t count, std::uint64_t seed) {
-  Dataset d;
-  d.count = count;
-  d.channels = 1;
-  d.height = d.width = 8;
-  d.name = "synthetic";
-  d.mean = {0.5f, 0, 0};
-  d.stddev = {0.25f, 0, 0};
-  for (int k = 0; k < 10; ++k) d.class_names.push_back("class " + std::to_string(k));
-  Rng rng(seed);
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::uint8_t label = std::uint8_t(i % 10);
-    d.labels.push_back(label);
-    for (std::size_t p = 0; p < 64; ++p)  // a bright pixel per class, plus noise
-      d.pixels.push_back(std::uint8_t(rng.below(128) + (p == label * 6 ? 127 : 0)));
-  }
-  return d;
-}
-
-struct Dir {
-  fs::path path;
-  explicit Dir(const std::string& name) : path(fs::temp_directory_path() / ("odyssey-trainer-" + name + "-" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-  }
-  ~Dir() { fs::remove_all(path); }
-};
 
 TrainSettings settings(std::size_t epochs) {
   TrainSettings s;
@@ -75,18 +49,18 @@ std::vector<char> bytes(const fs::path& p) {
 }
 
 const Dataset& train_set() {
-  static const Dataset d = synthetic(100, 1);  // 100 = 6 batches of 16 and one of 4
+  static const Dataset d = testing::synthetic_dataset(100, 1);  // 100 = 6 batches of 16 and one of 4
   return d;
 }
 const Dataset& test_set() {
-  static const Dataset d = synthetic(40, 2);
+  static const Dataset d = testing::synthetic_dataset(40, 2);
   return d;
 }
 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(resume_is_bitwise_identical_to_the_uninterrupted_run) {
-  Dir whole("whole"), split("split");
+  testing::TempDir whole("trainer-whole"), split("trainer-split");
   const auto r = train<Net>(settings(3), options(whole.path), train_set(), test_set(), "tiny");
   BOOST_TEST(r.epochs_run == 3u);
   // The interrupted run: the first epoch's checkpoint, then --resume (with one thread).
@@ -110,7 +84,7 @@ BOOST_AUTO_TEST_CASE(resume_is_bitwise_identical_to_the_uninterrupted_run) {
 }
 
 BOOST_AUTO_TEST_CASE(seed_changes_the_result_and_checkpoints_are_pruned) {
-  Dir a("seed-a"), b("seed-b");
+  testing::TempDir a("trainer-seed-a"), b("trainer-seed-b");
   auto s = settings(2);
   auto o = options(a.path);
   o.keep_checkpoints = 1;
@@ -122,7 +96,7 @@ BOOST_AUTO_TEST_CASE(seed_changes_the_result_and_checkpoints_are_pruned) {
 }
 
 BOOST_AUTO_TEST_CASE(resume_checks_settings_and_skips_a_damaged_checkpoint) {
-  Dir d("damaged");
+  testing::TempDir d("trainer-damaged");
   train<Net>(settings(2), options(d.path), train_set(), test_set(), "tiny");
   // Starting again in the same directory without --resume is refused.
   BOOST_CHECK_THROW(train<Net>(settings(2), options(d.path), train_set(), test_set(), "tiny"), ValueError);
@@ -145,12 +119,12 @@ BOOST_AUTO_TEST_CASE(resume_checks_settings_and_skips_a_damaged_checkpoint) {
 }
 
 BOOST_AUTO_TEST_CASE(a_diverging_run_stops_with_a_message_and_keeps_its_checkpoint) {
-  Dir d("diverge");
+  testing::TempDir d("trainer-diverge");
   train<Net>(settings(1), options(d.path), train_set(), test_set(), "tiny");
   const auto before = bytes(d.path / "checkpoint-epoch-0001.safetensors");
   // Continue the run with a learning rate that blows up, in a fresh directory that starts
   // from the same checkpoint.
-  Dir e("diverge-2");
+  testing::TempDir e("trainer-diverge-2");
   auto s = settings(3);
   s.schedule.kind = ScheduleKind::constant;
   s.schedule.lr = 1e38;  // the logits overflow to infinity within a few steps
@@ -168,8 +142,7 @@ BOOST_AUTO_TEST_CASE(a_diverging_run_stops_with_a_message_and_keeps_its_checkpoi
 }
 
 BOOST_AUTO_TEST_CASE(weights_round_trip_and_reject_another_model) {
-  Dir d("weights");
-  fs::create_directories(d.path);
+  testing::TempDir d("trainer-weights");
   auto a = std::make_unique<Net>(1), b = std::make_unique<Net>(2);
   save_weights(d.path / "w.safetensors", *a, {{"dataset", "synthetic"}});
   const auto meta = load_weights(d.path / "w.safetensors", *b);

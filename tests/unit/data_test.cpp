@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <zlib.h>
 import odyssey;
+import odyssey.testing;
 
 using namespace odyssey;
 namespace fs = std::filesystem;
@@ -24,21 +25,7 @@ using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-/// A fresh directory under the system's temp directory, removed with its contents.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("odyssey-data-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
+using odyssey::testing::TempDir;
 
 void write_file(const fs::path& p, const Bytes& b) {
   std::ofstream out(p, std::ios::binary);
@@ -116,7 +103,7 @@ Bytes mnist_labels(std::size_t n) {
 // CIFAR-10
 
 BOOST_AUTO_TEST_CASE(cifar_loads_records_in_file_order) {
-  TempDir dir;
+  TempDir dir("data-test");
   const std::size_t per_file[5] = {2, 3, 1, 2, 2};
   std::size_t first = 0;
   for (int f = 0; f < 5; ++f) {
@@ -154,7 +141,7 @@ BOOST_AUTO_TEST_CASE(cifar_loads_records_in_file_order) {
 }
 
 BOOST_AUTO_TEST_CASE(cifar_errors_name_the_file) {
-  TempDir dir;
+  TempDir dir("data-test");
   for (int f = 1; f <= 4; ++f)
     write_file(dir / ("data_batch_" + std::to_string(f) + ".bin"), cifar_records(0, 1, label_of));
   // data_batch_5.bin is missing.
@@ -187,7 +174,7 @@ BOOST_AUTO_TEST_CASE(cifar_errors_name_the_file) {
 // IDX and Fashion-MNIST
 
 BOOST_AUTO_TEST_CASE(fashion_mnist_loads_gzipped_and_plain_files_padded_to_32) {
-  TempDir dir;
+  TempDir dir("data-test");
   // train: gzipped; test: plain names.
   write_gz(dir / "train-images-idx3-ubyte.gz", idx_file(0x803, {5, 28, 28}, mnist_pixels(5)));
   write_gz(dir / "train-labels-idx1-ubyte.gz", idx_file(0x801, {5}, mnist_labels(5)));
@@ -229,7 +216,7 @@ BOOST_AUTO_TEST_CASE(fashion_mnist_loads_gzipped_and_plain_files_padded_to_32) {
 }
 
 BOOST_AUTO_TEST_CASE(idx_errors_name_the_file) {
-  TempDir dir;
+  TempDir dir("data-test");
   const auto images = dir / "train-images-idx3-ubyte";
   const auto labels = dir / "train-labels-idx1-ubyte";
 
@@ -297,7 +284,7 @@ BOOST_AUTO_TEST_CASE(idx_errors_name_the_file) {
 }
 
 BOOST_AUTO_TEST_CASE(subset_takes_the_first_images) {
-  TempDir dir;
+  TempDir dir("data-test");
   write_file(dir / "test_batch.bin", cifar_records(0, 5, label_of));
   const Dataset d = load_cifar10(dir.path, Split::test);
   const Dataset s = subset(d, 3);

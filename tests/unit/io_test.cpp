@@ -19,28 +19,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 import odyssey;
+import odyssey.testing;
 
 using namespace odyssey;
 namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh directory under the system's temp directory, removed with its contents.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("odyssey-io-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
+using odyssey::testing::TempDir;
 
 std::string read_all(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -80,7 +66,7 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
 /// file and each of `parts`.
 void expect_corrupt(const std::string& header, const std::string& data,
                     const std::vector<std::string>& parts) {
-  TempDir dir;
+  TempDir dir("io-test");
   const fs::path p = dir / "bad.safetensors";
   write_all(p, raw_file(header, data));
   std::vector<std::string> all = parts;
@@ -97,7 +83,7 @@ bool no_temp_files(const fs::path& dir) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(round_trip_all_dtypes_with_metadata) {
-  TempDir dir;
+  TempDir dir("io-test");
   const std::vector<float> w = {1.5f, -2.25f, 0.0f, 3e-8f, -0.0f, 1e30f};
   const std::vector<double> b = {0.1, -1e-300, 12345.678};
   const std::vector<std::int64_t> step = {-3, std::numeric_limits<std::int64_t>::max()};
@@ -150,7 +136,7 @@ BOOST_AUTO_TEST_CASE(file_matches_hand_written_bytes) {
   const float b[2] = {1.0f, -2.0f};
   // Given in reverse order: the file lists them sorted.
   const std::vector<TensorEntry> entries = {{"b", DType::f32, {2}, b}, {"a", DType::i64, {1}, &a}};
-  TempDir dir;
+  TempDir dir("io-test");
   const fs::path p = dir / "tiny.safetensors";
   write_safetensors(p, entries, {{"k", "v"}});
 
@@ -177,7 +163,7 @@ BOOST_AUTO_TEST_CASE(file_matches_hand_written_bytes) {
 }
 
 BOOST_AUTO_TEST_CASE(unreadable_and_short_files) {
-  TempDir dir;
+  TempDir dir("io-test");
   expect_error<IoError>([&] { (void)SafeTensors::read(dir / "missing.safetensors"); },
                         {(dir / "missing.safetensors").string(), "No such file"});
   expect_error<IoError>([&] { (void)SafeTensors::read(dir.path); }, {dir.path.string()});
@@ -240,7 +226,7 @@ BOOST_AUTO_TEST_CASE(corrupt_headers_are_named) {
 }
 
 BOOST_AUTO_TEST_CASE(load_tensors_is_all_or_nothing) {
-  TempDir dir;
+  TempDir dir("io-test");
   const std::vector<float> w = {1, 2, 3, 4, 5, 6};
   const std::vector<double> b = {0.5, 1.5, 2.5};
   const std::int64_t step = 42;
@@ -321,7 +307,7 @@ BOOST_AUTO_TEST_CASE(load_tensors_is_all_or_nothing) {
 }
 
 BOOST_AUTO_TEST_CASE(atomic_write_failures_keep_the_previous_file) {
-  TempDir dir;
+  TempDir dir("io-test");
   const std::vector<float> v(16 * 1024, 0.25f);  // 64 KiB of data
   const std::vector<TensorEntry> big = {{"v", DType::f32, {v.size()}, v.data()}};
   const float one = 1.0f;
@@ -386,7 +372,7 @@ BOOST_AUTO_TEST_CASE(atomic_write_failures_keep_the_previous_file) {
 }
 
 BOOST_AUTO_TEST_CASE(leftover_temp_file_does_not_affect_loading) {
-  TempDir dir;
+  TempDir dir("io-test");
   const float one = 1.0f;
   const fs::path p = dir / "ckpt.safetensors";
   write_safetensors(p, std::vector<TensorEntry>{{"one", DType::f32, {1}, &one}});
@@ -399,7 +385,7 @@ BOOST_AUTO_TEST_CASE(leftover_temp_file_does_not_affect_loading) {
 }
 
 BOOST_AUTO_TEST_CASE(writer_rejects_bad_names) {
-  TempDir dir;
+  TempDir dir("io-test");
   const float x = 0.0f;
   BOOST_CHECK_THROW(write_safetensors(dir / "a", std::vector<TensorEntry>{{"", DType::f32, {1}, &x}}),
                     ValueError);
