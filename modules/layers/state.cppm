@@ -12,8 +12,9 @@ import odyssey.tensor;
 export namespace odyssey {
 
 /// What a state entry is. Only `weight` (conv and linear weights) gets weight decay by
-/// default, as in the usual CIFAR recipes: not biases, not batch-norm parameters.
-enum class StateKind { weight, bias, norm_weight, norm_bias, running_mean, running_var, counter };
+/// default, as in the usual CIFAR recipes: not biases, not batch-norm parameters. `momentum`
+/// marks an optimizer's velocity buffer in a checkpoint.
+enum class StateKind { weight, bias, norm_weight, norm_bias, running_mean, running_var, counter, momentum };
 
 /// One named tensor of a network's state: a trainable parameter (with its gradient), a
 /// running statistic, or the int64 batch counter of a batch-norm layer.

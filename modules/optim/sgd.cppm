@@ -50,7 +50,7 @@ class Sgd {
   [[nodiscard]] std::vector<StateEntry<T>> state() {
     std::vector<StateEntry<T>> out;
     for (std::size_t i = 0; i < params_.size(); ++i)
-      out.push_back({"momentum." + params_[i].name, StateKind::running_mean, params_[i].shape,
+      out.push_back({"momentum." + params_[i].name, StateKind::momentum, params_[i].shape,
                      velocity_[i].span(), {}, nullptr});
     return out;
   }

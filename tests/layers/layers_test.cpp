@@ -69,6 +69,35 @@ BOOST_AUTO_TEST_CASE(basic_block_identity_and_projection) {
   check(widen, 2, "BasicBlock projection stride 1");
 }
 
+BOOST_AUTO_TEST_CASE(residual_add_with_and_without_relu) {
+  Context<double> ctx;
+  Activation<double, Shape<3, 4, 5>> a(2), b(2);
+  const auto va = ot::random_values(a.size(), 31), vb = ot::random_values(b.size(), 32);
+  const auto r = ot::random_values(a.size(), 33);
+  for (std::size_t i = 0; i < va.size(); ++i) a.data()[i] = va[i], b.data()[i] = vb[i];
+  auto check_join = [&](auto& join, const char* what) {
+    auto loss = [&] {
+      const auto& y = join.forward(a, b, ctx);
+      double l = 0;
+      for (std::size_t i = 0; i < r.size(); ++i) l += r[i] * y.data()[i];
+      return l;
+    };
+    loss();
+    Activation<double, Shape<3, 4, 5>> dy(2), dsum;
+    for (std::size_t i = 0; i < r.size(); ++i) dy.data()[i] = r[i];
+    join.backward(dy, dsum, ctx);
+    // The same gradient reaches both inputs.
+    const auto ra = ot::check_gradient(std::string(what) + " da", a.span(), dsum.span(), loss, relu_safe().grad);
+    const auto rb = ot::check_gradient(std::string(what) + " db", b.span(), dsum.span(), loss, relu_safe().grad);
+    BOOST_TEST(ra.passed, ra.report());
+    BOOST_TEST(rb.passed, rb.report());
+  };
+  ResidualAdd<double, Shape<3, 4, 5>, Shape<3, 4, 5>, true> with_relu;
+  ResidualAdd<double, Shape<3, 4, 5>, Shape<3, 4, 5>, false> plain;
+  check_join(with_relu, "add+relu");
+  check_join(plain, "add");
+}
+
 BOOST_AUTO_TEST_CASE(softmax_cross_entropy_layer) {
   SoftmaxCrossEntropy<double, 5> loss(0.1);
   Activation<double, Shape<5>> z(3);
