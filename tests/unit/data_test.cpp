@@ -4,6 +4,8 @@
 #define BOOST_TEST_MODULE data
 #include <boost/test/unit_test.hpp>
 
+#include "../support/expect_error.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -68,20 +70,6 @@ Bytes cifar_records(std::size_t first, std::size_t n, const std::function<std::u
 }
 
 std::uint8_t label_of(std::size_t i) { return static_cast<std::uint8_t>(i % 10); }
-
-/// Runs f, which must throw E with a message containing every one of `parts`.
-template <class E>
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    BOOST_ERROR("no exception; expected one mentioning " << parts.front());
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) BOOST_TEST(msg.find(p) != std::string::npos, "'" << p << "' in: " << msg);
-  } catch (const std::exception& e) {
-    BOOST_ERROR("wrong exception type: " << e.what());
-  }
-}
 
 /// A 28x28 IDX image set and label set for Fashion-MNIST tests.
 Bytes mnist_pixels(std::size_t n) {

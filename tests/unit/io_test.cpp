@@ -3,6 +3,8 @@
 #define BOOST_TEST_MODULE io
 #include <boost/test/unit_test.hpp>
 
+#include "../support/expect_error.h"
+
 #include <cmath>
 #include <csignal>
 #include <cstdint>
@@ -46,20 +48,6 @@ std::string raw_file(std::uint64_t header_length, const std::string& header, con
 }
 std::string raw_file(const std::string& header, const std::string& data) {
   return raw_file(header.size(), header, data);
-}
-
-/// Runs f, which must throw E with a message containing every one of `parts`.
-template <class E>
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    BOOST_ERROR("no exception; expected one mentioning " << parts.front());
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) BOOST_TEST(msg.find(p) != std::string::npos, "'" << p << "' in: " << msg);
-  } catch (const std::exception& e) {
-    BOOST_ERROR("wrong exception type: " << e.what());
-  }
 }
 
 /// Writes a file with the given header and data, reads it, expects FormatError naming the
