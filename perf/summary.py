@@ -26,9 +26,46 @@ CONV3X3 = [("l1_3x3_64_32", 64, 32, 64, 1), ("l2_down_3x3_64to128_s2", 64, 32, 1
            ("l4_3x3_512_4", 512, 4, 512, 1)]
 
 
-def conv_flops(c, h, k, s, batch=128):
-    p = (h + 2 - 3) // s + 1
-    return 2.0 * batch * p * p * k * c * 9
+# How often each benchmarked shape occurs in one ResNet-18 (CIFAR) training step.
+STEP_CONVS = {"stem_3x3_3to64_32": 1, "l1_3x3_64_32": 4, "l2_down_3x3_64to128_s2": 1, "l2_3x3_128_16": 3,
+              "l2_proj_1x1_64to128_s2": 1, "l3_down_3x3_128to256_s2": 1, "l3_3x3_256_8": 3,
+              "l3_proj_1x1_128to256_s2": 1, "l4_down_3x3_256to512_s2": 1, "l4_3x3_512_4": 3,
+              "l4_proj_1x1_256to512_s2": 1}
+STEP_BN = {"64x32x32": 5, "128x16x16": 5, "256x8x8": 5, "512x4x4": 5}
+# ReLU backward passes (the forward ReLU and residual add are fused into batch norm).
+STEP_RELU_BWD = {"64x32x32": 5, "128x16x16": 4, "256x8x8": 4, "512x4x4": 4}
+
+
+def step_breakdown(k, step_seconds):
+    """Seconds of one training step spent in each kind of kernel, from the isolated kernel
+    benchmarks (None when the kernel run did not cover every shape). The stem's input
+    gradient is not computed in training."""
+    parts = {"conv2d": 0.0, "batch_norm2d fwd+bwd": 0.0, "rest (relu bwd, pool, linear, loss, SGD)": 0.0}
+    try:
+        for name, count in STEP_CONVS.items():
+            passes = ("fwd", "bwd_weights") if name.startswith("stem") else ("fwd", "bwd_data", "bwd_weights")
+            parts["conv2d"] += count * sum(k[f"conv2d/{p}/{name}"] for p in passes)
+        for shape, count in STEP_BN.items():
+            parts["batch_norm2d fwd+bwd"] += count * k[f"batchnorm/train_fwd_bwd/{shape}"]
+            parts["rest (relu bwd, pool, linear, loss, SGD)"] += STEP_RELU_BWD[shape] * k[f"relu/bwd/{shape}"]
+        rest = ("global_avgpool/fwd/512x4x4", "global_avgpool/bwd/512x4x4", "linear/fwd/512to10",
+                "linear/bwd_data/512to10", "linear/bwd_weights/512to10", "cross_entropy/fwd_bwd/10", "sgd/update/11.2M")
+        parts["rest (relu bwd, pool, linear, loss, SGD)"] += sum(k[r] for r in rest)
+    except KeyError:
+        return None
+    parts["not in any kernel (measured step minus the sum)"] = step_seconds - sum(parts.values())
+    return parts
+
+
+def conv_flops(c, h, k, s, r=3, batch=128):
+    """FLOPs of one pass of an r x r convolution (padding 1 for 3x3, 0 for 1x1)."""
+    p = (h + 2 * (r // 2) - r) // s + 1
+    return 2.0 * batch * p * p * k * c * r * r
+
+
+# The other convolutions of the step: (name, C, H, K, stride, kernel size).
+OTHER_CONVS = [("stem_3x3_3to64_32", 3, 32, 64, 1, 3), ("l2_proj_1x1_64to128_s2", 64, 32, 128, 2, 1),
+               ("l3_proj_1x1_128to256_s2", 128, 16, 256, 2, 1), ("l4_proj_1x1_256to512_s2", 256, 8, 512, 2, 1)]
 
 
 def kernels(args):
@@ -144,6 +181,21 @@ def main():
     scale = train2["images_per_second"] / train1["images_per_second"]
     print(f"| 2 threads over 1 thread, training step | {scale:.2f}x ({train1['images_per_second']:.1f} -> "
           f"{train2['images_per_second']:.1f} images/s) | | | {pct(scale, 2.0)} of 2.0x | >= 1.8x |")
+
+    step = 128 / train2["images_per_second"]
+    parts = step_breakdown(ours_k, step)
+    if parts:
+        print(f"\nWhere odyssey's training step goes ({step * 1e3:.0f} ms at batch 128), from the isolated kernel timings "
+              f"times their count in ResNet-18:\n")
+        print("| part | ms | share of the step |")
+        print("|---|---|---|")
+        for what, sec in parts.items():
+            print(f"| {what} | {sec * 1e3:.0f} | {100 * sec / step:.0f}% |")
+        shapes = {n: (c, h, kk, s, 3) for n, c, h, kk, s in CONV3X3} | {n: rest for n, *rest in OTHER_CONVS}
+        conv_flop = sum(count * conv_flops(*shapes[name]) * (2 if name.startswith("stem") else 3)
+                        for name, count in STEP_CONVS.items())
+        print(f"\nconv2d in the step: {conv_flop / 1e9:.0f} GFLOP at {conv_flop / parts['conv2d'] / 1e9:.0f} GFLOP/s "
+              f"({pct(conv_flop / parts['conv2d'] / 1e9, peak)} of the measured peak).")
 
 
 if __name__ == "__main__":
