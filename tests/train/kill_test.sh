@@ -16,9 +16,17 @@ trap 'rm -rf "$tmp"' EXIT
 
 run=$tmp/killed
 done_kills=0 during_write=0 resumes=0
-while [ "$done_kills" -lt "$kills" ]; do
+# The arguments that continue the killed run: --resume once it has a checkpoint (a kill
+# before the first one leaves nothing to resume, so the run starts over).
+continue_args() {
   args=(train "$run")
-  ls "$run"/checkpoint-epoch-*.safetensors >/dev/null 2>&1 && { args+=(--resume); resumes=$((resumes + 1)); }
+  if ls "$run"/checkpoint-epoch-*.safetensors >/dev/null 2>&1; then
+    args+=(--resume)
+    resumes=$((resumes + 1))
+  fi
+}
+while [ "$done_kills" -lt "$kills" ]; do
+  continue_args
   "$worker" "${args[@]}" 2>"$tmp/err" &
   pid=$!
   # 0-400 ms: long enough for startup, steps, evaluation and checkpoint writes to be hit.
@@ -37,8 +45,8 @@ while [ "$done_kills" -lt "$kills" ]; do
   epoch=$("$worker" check "$run") || { echo "FAIL: after kill $done_kills the newest checkpoint does not load"; exit 1; }
   echo "kill $done_kills: newest checkpoint after epoch $epoch loads"
 done
-"$worker" train "$run" --resume || { echo "FAIL: the final --resume failed"; exit 1; }
-resumes=$((resumes + 1))
+continue_args
+"$worker" "${args[@]}" || { echo "FAIL: the final run (${args[*]}) failed"; exit 1; }
 if cmp -s "$tmp/whole/weights.safetensors" "$run/weights.safetensors"; then
   echo "PASS: $done_kills kills ($during_write inside a checkpoint write), $resumes resumes; final weights bitwise equal to the uninterrupted run"
 else
