@@ -20,17 +20,23 @@ sys.path.insert(0, HERE)
 import resnet18_bench as e2e  # noqa: E402
 
 DESIGN_GFLOPS, DESIGN_GBS = 229.0, 45.0
-CONV3X3 = [("l1_3x3_64_32", 64, 32, 64, 1), ("l2_down_3x3_64to128_s2", 64, 32, 128, 2),
-           ("l2_3x3_128_16", 128, 16, 128, 1), ("l3_down_3x3_128to256_s2", 128, 16, 256, 2),
-           ("l3_3x3_256_8", 256, 8, 256, 1), ("l4_down_3x3_256to512_s2", 256, 8, 512, 2),
-           ("l4_3x3_512_4", 512, 4, 512, 1)]
-
-
-# How often each benchmarked shape occurs in one ResNet-18 (CIFAR) training step.
-STEP_CONVS = {"stem_3x3_3to64_32": 1, "l1_3x3_64_32": 4, "l2_down_3x3_64to128_s2": 1, "l2_3x3_128_16": 3,
-              "l2_proj_1x1_64to128_s2": 1, "l3_down_3x3_128to256_s2": 1, "l3_3x3_256_8": 3,
-              "l3_proj_1x1_128to256_s2": 1, "l4_down_3x3_256to512_s2": 1, "l4_3x3_512_4": 3,
-              "l4_proj_1x1_256to512_s2": 1}
+# Every convolution of ResNet-18 (CIFAR) as kernels_bench names it: input channels C, extent H
+# (= W), output channels K, stride, kernel size, and how often it occurs in one training step.
+CONVS = {
+    "stem_3x3_3to64_32": (3, 32, 64, 1, 3, 1),
+    "l1_3x3_64_32": (64, 32, 64, 1, 3, 4),
+    "l2_down_3x3_64to128_s2": (64, 32, 128, 2, 3, 1),
+    "l2_3x3_128_16": (128, 16, 128, 1, 3, 3),
+    "l2_proj_1x1_64to128_s2": (64, 32, 128, 2, 1, 1),
+    "l3_down_3x3_128to256_s2": (128, 16, 256, 2, 3, 1),
+    "l3_3x3_256_8": (256, 8, 256, 1, 3, 3),
+    "l3_proj_1x1_128to256_s2": (128, 16, 256, 2, 1, 1),
+    "l4_down_3x3_256to512_s2": (256, 8, 512, 2, 3, 1),
+    "l4_3x3_512_4": (512, 4, 512, 1, 3, 3),
+    "l4_proj_1x1_256to512_s2": (256, 8, 512, 2, 1, 1),
+}
+# The rows of the performance table: the 3x3 convolutions after the stem.
+CONV3X3 = [n for n, (c, h, k, s, r, count) in CONVS.items() if r == 3 and not n.startswith("stem")]
 STEP_BN = {"64x32x32": 5, "128x16x16": 5, "256x8x8": 5, "512x4x4": 5}
 # ReLU backward passes (the forward ReLU and residual add are fused into batch norm).
 STEP_RELU_BWD = {"64x32x32": 5, "128x16x16": 4, "256x8x8": 4, "512x4x4": 4}
@@ -42,7 +48,7 @@ def step_breakdown(k, step_seconds):
     gradient is not computed in training."""
     parts = {"conv2d": 0.0, "batch_norm2d fwd+bwd": 0.0, "rest (relu bwd, pool, linear, loss, SGD)": 0.0}
     try:
-        for name, count in STEP_CONVS.items():
+        for name, (*_, count) in CONVS.items():
             passes = ("fwd", "bwd_weights") if name.startswith("stem") else ("fwd", "bwd_data", "bwd_weights")
             parts["conv2d"] += count * sum(k[f"conv2d/{p}/{name}"] for p in passes)
         for shape, count in STEP_BN.items():
@@ -57,15 +63,11 @@ def step_breakdown(k, step_seconds):
     return parts
 
 
-def conv_flops(c, h, k, s, r=3, batch=128):
-    """FLOPs of one pass of an r x r convolution (padding 1 for 3x3, 0 for 1x1)."""
+def conv_flops(name, batch=128):
+    """FLOPs of one pass of a convolution of CONVS (padding 1 for 3x3, 0 for 1x1)."""
+    c, h, k, s, r, _ = CONVS[name]
     p = (h + 2 * (r // 2) - r) // s + 1
     return 2.0 * batch * p * p * k * c * r * r
-
-
-# The other convolutions of the step: (name, C, H, K, stride, kernel size).
-OTHER_CONVS = [("stem_3x3_3to64_32", 3, 32, 64, 1, 3), ("l2_proj_1x1_64to128_s2", 64, 32, 128, 2, 1),
-               ("l3_proj_1x1_128to256_s2", 128, 16, 256, 2, 1), ("l4_proj_1x1_256to512_s2", 256, 8, 512, 2, 1)]
 
 
 def kernels(args):
@@ -151,8 +153,8 @@ def main():
         print(f"| ResNet-18 {'training step' if mode == 'train' else 'inference'} | {ips:.1f} images/s | {pts} | {ratio} | "
               f"{pct(ips, DESIGN_GFLOPS / limit)} / {pct(ips, peak / limit)} | {target} |")
     # Convolutions.
-    for name, c, h, k, s in CONV3X3:
-        flops = conv_flops(c, h, k, s)
+    for name in CONV3X3:
+        flops = conv_flops(name)
         for pas, target in (("fwd", ">= 90% of peak"), ("bwd_data", ">= 85%"), ("bwd_weights", ">= 85%")):
             key = f"conv2d/{pas}/{name}"
             if key not in ours_k:
@@ -196,9 +198,8 @@ def main():
         print("|---|---|---|")
         for what, sec in parts.items():
             print(f"| {what} | {sec * 1e3:.0f} | {100 * sec / step:.0f}% |")
-        shapes = {n: (c, h, kk, s, 3) for n, c, h, kk, s in CONV3X3} | {n: rest for n, *rest in OTHER_CONVS}
-        conv_flop = sum(count * conv_flops(*shapes[name]) * (2 if name.startswith("stem") else 3)
-                        for name, count in STEP_CONVS.items())
+        conv_flop = sum(count * conv_flops(name) * (2 if name.startswith("stem") else 3)
+                        for name, (*_, count) in CONVS.items())
         print(f"\nconv2d in the step: {conv_flop / 1e9:.0f} GFLOP at {conv_flop / parts['conv2d'] / 1e9:.0f} GFLOP/s "
               f"({pct(conv_flop / parts['conv2d'] / 1e9, kernel_peak)} of the measured peak).")
 
