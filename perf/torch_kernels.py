@@ -4,20 +4,16 @@ oneDNN) and batch norm forward+backward at (128, 64, 32, 32), batch 128, timed a
 median of repeated calls, printed as JSON. Run with Debian's PyTorch: /usr/bin/python3."""
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-CONVS = [  # name, C, H, K, stride (3x3, pad 1)
-    ("l1_3x3_64_32", 64, 32, 64, 1),
-    ("l2_down_3x3_64to128_s2", 64, 32, 128, 2),
-    ("l2_3x3_128_16", 128, 16, 128, 1),
-    ("l3_down_3x3_128to256_s2", 128, 16, 256, 2),
-    ("l3_3x3_256_8", 256, 8, 256, 1),
-    ("l4_down_3x3_256to512_s2", 256, 8, 512, 2),
-    ("l4_3x3_512_4", 512, 4, 512, 1),
-]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from summary import CONV3X3, CONVS  # noqa: E402  (the shapes, shared with the table)
 
 
 def median_seconds(fn, reps):
@@ -39,7 +35,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = {}
-    for name, c, h, k, s in CONVS:
+    for name in CONV3X3:
+        c, h, k, s, _, _ = CONVS[name]
         x = torch.randn(a.batch, c, h, h)
         w = torch.randn(k, c, 3, 3)
         y = F.conv2d(x, w, None, s, 1)
