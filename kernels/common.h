@@ -4,6 +4,7 @@
 #pragma once
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <cstddef>
 
@@ -32,6 +33,12 @@ namespace odyssey::kernels::detail {
 constexpr std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 constexpr std::size_t round_up(std::size_t a, std::size_t b) { return ceil_div(a, b) * b; }
 
+/// Threads of the task arena the caller runs in (the most that can run items at once).
+inline std::size_t arena_threads() {
+  const int n = tbb::this_task_arena::max_concurrency();
+  return n > 0 ? static_cast<std::size_t>(n) : 1;
+}
+
 /// Calls body(i) for every i in [0, count), in parallel, one task per index. Work is split
 /// into exactly the given items whatever the thread count, so anything an item computes
 /// does not depend on how many threads run.
@@ -51,6 +58,18 @@ void parallel_items(std::size_t count, const Body& body) {
                       ODYSSEY_HAPPENS_BEFORE(&finish);
                     });
   ODYSSEY_HAPPENS_AFTER(&finish);
+}
+
+/// db[k] += sum over m < M of dy[m * K + k], summed in double in order (per output channel).
+template <class T>
+void add_bias_gradient(const T* dy, std::size_t M, std::size_t K, T* db) {
+  parallel_items(ceil_div(K, 16), [&](std::size_t kb) {
+    for (std::size_t k = kb * 16; k < K && k < kb * 16 + 16; ++k) {
+      double sum = 0;
+      for (std::size_t m = 0; m < M; ++m) sum += dy[m * K + k];
+      db[k] += static_cast<T>(sum);
+    }
+  });
 }
 
 }  // namespace odyssey::kernels::detail

@@ -16,6 +16,8 @@
 
 #include <hwy/highway.h>
 
+#include <algorithm>
+
 #include "simd-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -65,6 +67,36 @@ HWY_INLINE void tile_rows(D d, const T* const* HWY_RESTRICT a, const T* HWY_REST
     HWY_UNROLL(MR)
     for (std::size_t i = 0; i < MR; ++i) {
       const auto av = hn::Set(d, rows[i][c]);
+      HWY_UNROLL(NV)
+      for (std::size_t v = 0; v < NV; ++v) sum[i * NV + v] = hn::MulAdd(av, bv[v], sum[i * NV + v]);
+    }
+  }
+  HWY_UNROLL(MR * NV)
+  for (std::size_t i = 0; i < MR * NV; ++i) acc[i] = sum[i];
+}
+
+/// acc[i][v] += sum_q x[q*xstep + i] * dy[q*dystep + v*L], for `count` pixels q.
+template <std::size_t MR, std::size_t NV, bool kFull, class D, class T = hn::TFromD<D>>
+HWY_INLINE void tile_pixels(D d, const T* HWY_RESTRICT x, std::size_t xstep,
+                            const T* HWY_RESTRICT dy, std::size_t dystep, std::size_t count,
+                            std::size_t width, hn::Vec<D>* HWY_RESTRICT acc) {
+  constexpr std::size_t L = hn::MaxLanes(D());
+  hn::Vec<D> sum[MR * NV];  // local copy: see tile_rows
+  HWY_UNROLL(MR * NV)
+  for (std::size_t i = 0; i < MR * NV; ++i) sum[i] = acc[i];
+  for (std::size_t q = 0; q < count; ++q, x += xstep, dy += dystep) {
+    hn::Vec<D> bv[NV];
+    HWY_UNROLL(NV)
+    for (std::size_t v = 0; v < NV; ++v) {
+      if constexpr (kFull) {
+        bv[v] = hn::LoadU(d, dy + v * L);
+      } else {
+        bv[v] = v * L < width ? load_n(d, dy + v * L, std::min(L, width - v * L)) : hn::Zero(d);
+      }
+    }
+    HWY_UNROLL(MR)
+    for (std::size_t i = 0; i < MR; ++i) {
+      const auto av = hn::Set(d, x[i]);
       HWY_UNROLL(NV)
       for (std::size_t v = 0; v < NV; ++v) sum[i * NV + v] = hn::MulAdd(av, bv[v], sum[i * NV + v]);
     }

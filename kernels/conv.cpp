@@ -25,6 +25,7 @@
 #include "common.h"
 #include "conv-inl.h"
 #include "odyssey/kernels/conv.h"
+#include "winograd.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace odyssey::kernels::HWY_NAMESPACE {
@@ -304,27 +305,53 @@ std::size_t conv2d_workspace_size(const Conv2dShape& sh) {
                           detail::round_up(sh.k, kMaxGroup);
   const std::size_t bwd_data = detail::round_up(sh.c, kMaxGroup) * RS * sh.k + sh.k;
   const std::size_t bwd_weights = RS * sh.c * detail::round_up(sh.k, kMaxGroup);
-  return std::max({fwd, bwd_data, bwd_weights}) + 16;
+  const std::size_t winograd = detail::winograd_applies(sh) ? detail::winograd_workspace_size(sh) : 0;
+  return std::max({fwd, bwd_data, bwd_weights, winograd}) + 16;
+}
+
+bool conv2d_winograd_applies(const Conv2dShape& sh) { return detail::winograd_applies(sh); }
+
+ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
+  // The worker loops need a workspace slot each; an arena with more threads than slots
+  // runs the direct convolution rather than leave threads idle.
+  return detail::winograd_applies(sh) && sh.c >= 16 && sh.k >= 16 &&
+                 detail::arena_threads() <= detail::kWinogradSlots
+             ? ConvAlgorithm::winograd
+             : ConvAlgorithm::direct;
+}
+
+bool detail::use_winograd(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+  if (algorithm == ConvAlgorithm::automatic) return conv2d_automatic_algorithm(sh) == ConvAlgorithm::winograd;
+  if (algorithm == ConvAlgorithm::winograd && !detail::winograd_applies(sh))
+    throw std::invalid_argument("conv2d: the Winograd algorithm needs a 3x3 kernel, stride 1 and "
+                                "padding <= 2 (got " + std::to_string(sh.r) + "x" +
+                                std::to_string(sh.s) + ", stride " + std::to_string(sh.stride) +
+                                ", pad " + std::to_string(sh.pad) + ")");
+  return algorithm == ConvAlgorithm::winograd;
 }
 
 void conv2d_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
-                    float* y, float* ws) {
+                    float* y, float* ws, ConvAlgorithm algorithm) {
   check(sh);
+  if (detail::use_winograd(sh, algorithm)) return detail::winograd_forward(sh, x, w, bias, y, ws);
   HWY_DYNAMIC_DISPATCH(conv_forward_f32)(sh, x, w, bias, y, ws);
 }
 void conv2d_forward(const Conv2dShape& sh, const double* x, const double* w, const double* bias,
-                    double* y, double* ws) {
+                    double* y, double* ws, ConvAlgorithm algorithm) {
   check(sh);
+  if (detail::use_winograd(sh, algorithm)) return detail::winograd_forward(sh, x, w, bias, y, ws);
   HWY_DYNAMIC_DISPATCH(conv_forward_f64)(sh, x, w, bias, y, ws);
 }
 void conv2d_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
-                          float* ws, bool accumulate) {
+                          float* ws, bool accumulate, ConvAlgorithm algorithm) {
   check(sh);
+  if (detail::use_winograd(sh, algorithm)) return detail::winograd_backward_data(sh, dy, w, dx, ws, accumulate);
   HWY_DYNAMIC_DISPATCH(conv_backward_data_f32)(sh, dy, w, dx, ws, accumulate);
 }
 void conv2d_backward_data(const Conv2dShape& sh, const double* dy, const double* w, double* dx,
-                          double* ws, bool accumulate) {
+                          double* ws, bool accumulate, ConvAlgorithm algorithm) {
   check(sh);
+  if (detail::use_winograd(sh, algorithm)) return detail::winograd_backward_data(sh, dy, w, dx, ws, accumulate);
   HWY_DYNAMIC_DISPATCH(conv_backward_data_f64)(sh, dy, w, dx, ws, accumulate);
 }
 

@@ -23,42 +23,13 @@
 #include "common.h"
 #include "conv-inl.h"
 #include "odyssey/kernels/conv.h"
+#include "winograd.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace odyssey::kernels::HWY_NAMESPACE {
 
 constexpr std::size_t kChunkPixels = 256;
 constexpr std::size_t kMinTasks = 2;  // enough to balance two threads
-
-/// acc[i][v] += sum_q x[q*xstep + i] * dy[q*dystep + v*L], for `count` pixels q.
-template <std::size_t MR, std::size_t NV, bool kFull, class D, class T = hn::TFromD<D>>
-HWY_INLINE void tile_pixels(D d, const T* HWY_RESTRICT x, std::size_t xstep,
-                            const T* HWY_RESTRICT dy, std::size_t dystep, std::size_t count,
-                            std::size_t width, hn::Vec<D>* HWY_RESTRICT acc) {
-  constexpr std::size_t L = hn::MaxLanes(D());
-  hn::Vec<D> sum[MR * NV];  // local copy: see tile_rows
-  HWY_UNROLL(MR * NV)
-  for (std::size_t i = 0; i < MR * NV; ++i) sum[i] = acc[i];
-  for (std::size_t q = 0; q < count; ++q, x += xstep, dy += dystep) {
-    hn::Vec<D> bv[NV];
-    HWY_UNROLL(NV)
-    for (std::size_t v = 0; v < NV; ++v) {
-      if constexpr (kFull) {
-        bv[v] = hn::LoadU(d, dy + v * L);
-      } else {
-        bv[v] = v * L < width ? load_n(d, dy + v * L, std::min(L, width - v * L)) : hn::Zero(d);
-      }
-    }
-    HWY_UNROLL(MR)
-    for (std::size_t i = 0; i < MR; ++i) {
-      const auto av = hn::Set(d, x[i]);
-      HWY_UNROLL(NV)
-      for (std::size_t v = 0; v < NV; ++v) sum[i * NV + v] = hn::MulAdd(av, bv[v], sum[i * NV + v]);
-    }
-  }
-  HWY_UNROLL(MR * NV)
-  for (std::size_t i = 0; i < MR * NV; ++i) acc[i] = sum[i];
-}
 
 template <class T>
 struct WeightsJob {
@@ -163,16 +134,7 @@ void conv_backward_weights(const Conv2dShape& sh, const T* x, const T* dy, T* dw
       for (std::size_t c = 0; c < sh.c; ++c)
         for (std::size_t rs = 0; rs < RS; ++rs) dw[(k * sh.c + c) * RS + rs] += ws[(rs * sh.c + c) * kp + k];
   });
-  if (db) {
-    const std::size_t M = sh.n * sh.p() * sh.q();
-    detail::parallel_items(detail::ceil_div(sh.k, 16), [&](std::size_t kb) {
-      for (std::size_t k = kb * 16; k < std::min(sh.k, kb * 16 + 16); ++k) {
-        double sum = 0;
-        for (std::size_t m = 0; m < M; ++m) sum += dy[m * sh.k + k];
-        db[k] += static_cast<T>(sum);
-      }
-    });
-  }
+  if (db) detail::add_bias_gradient(dy, sh.n * sh.p() * sh.q(), sh.k, db);
 }
 
 // The wide tile only: a tall tile's narrower output groups mean more tasks, each streaming
@@ -197,18 +159,24 @@ namespace odyssey::kernels {
 HWY_EXPORT(conv_backward_weights_f32);
 HWY_EXPORT(conv_backward_weights_f64);
 
-void conv2d_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
-                             float* db, float* ws) {
+namespace {
+void check(const Conv2dShape& sh) {
   if (sh.n == 0 || sh.c == 0 || sh.k == 0 || sh.stride == 0 || sh.h + 2 * sh.pad < sh.r ||
       sh.w + 2 * sh.pad < sh.s)
     throw std::invalid_argument("conv2d_backward_weights: invalid shape");
+}
+}  // namespace
+
+void conv2d_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
+                             float* db, float* ws, ConvAlgorithm algorithm) {
+  check(sh);
+  if (detail::use_winograd(sh, algorithm)) return detail::winograd_backward_weights(sh, x, dy, dw, db, ws);
   HWY_DYNAMIC_DISPATCH(conv_backward_weights_f32)(sh, x, dy, dw, db, ws);
 }
 void conv2d_backward_weights(const Conv2dShape& sh, const double* x, const double* dy,
-                             double* dw, double* db, double* ws) {
-  if (sh.n == 0 || sh.c == 0 || sh.k == 0 || sh.stride == 0 || sh.h + 2 * sh.pad < sh.r ||
-      sh.w + 2 * sh.pad < sh.s)
-    throw std::invalid_argument("conv2d_backward_weights: invalid shape");
+                             double* dw, double* db, double* ws, ConvAlgorithm algorithm) {
+  check(sh);
+  if (detail::use_winograd(sh, algorithm)) return detail::winograd_backward_weights(sh, x, dy, dw, db, ws);
   HWY_DYNAMIC_DISPATCH(conv_backward_weights_f64)(sh, x, dy, dw, db, ws);
 }
 

@@ -19,9 +19,12 @@ using odyssey::kernels::use_best_target;
 using odyssey::kernels::use_target;
 // conv.h
 using odyssey::kernels::Conv2dShape;
+using odyssey::kernels::ConvAlgorithm;
+using odyssey::kernels::conv2d_automatic_algorithm;
 using odyssey::kernels::conv2d_backward_data;
 using odyssey::kernels::conv2d_backward_weights;
 using odyssey::kernels::conv2d_forward;
+using odyssey::kernels::conv2d_winograd_applies;
 using odyssey::kernels::conv2d_workspace_size;
 // batchnorm.h
 using odyssey::kernels::BatchNormShape;

@@ -41,7 +41,7 @@ class Conv2d {
   Parameter<T, weight_shape> weight;
   [[no_unique_address]] std::conditional_t<HasBias, Parameter<T, Shape<K>>, detail::NoBias> bias;
 
-  Conv2d() : ws_(kernels::conv2d_workspace_size(geometry(1))) {}
+  Conv2d() : ws_(AlignedBuffer<T>::uninitialized(kernels::conv2d_workspace_size(geometry(1)))) {}
   /// PyTorch's default initialisation (Kaiming-uniform, a = sqrt(5)) from `rng`.
   explicit Conv2d(Rng& rng) : Conv2d() { reset_parameters(rng); }
 

@@ -10,7 +10,7 @@ export module odyssey.tensor:storage;
 
 export namespace odyssey {
 
-/// A zero-initialised array of T on 64-byte boundaries (one cache line, one AVX-512 vector).
+/// A zero-initialised (unless made `uninitialized`) array of T on 64-byte boundaries (one cache line, one AVX-512 vector).
 /// `resize` keeps the allocation when it is large enough, so buffers sized once per batch
 /// size are reused across steps without touching the heap. `view` makes a non-owning buffer
 /// over memory owned elsewhere (scratch space shared between layers).
@@ -22,6 +22,16 @@ class AlignedBuffer {
   AlignedBuffer() = default;
   explicit AlignedBuffer(std::size_t n) { resize(n); }
   ~AlignedBuffer() { release(); }
+
+  /// n elements left uninitialised, for scratch space that is always written before it is
+  /// read: pages no call touches are never made resident (a convolution's workspace holds
+  /// one slot per possible thread, and only as many as run are used).
+  [[nodiscard]] static AlignedBuffer uninitialized(std::size_t n) {
+    AlignedBuffer b;
+    b.allocate(n);
+    b.size_ = n;
+    return b;
+  }
 
   /// A non-owning buffer of n elements at `data`; it cannot grow.
   [[nodiscard]] static AlignedBuffer view(T* data, std::size_t n) noexcept {
@@ -62,11 +72,7 @@ class AlignedBuffer {
   void resize(std::size_t n) {
     if (n > capacity_) {
       if (!owns_) throw std::length_error("AlignedBuffer: a view cannot grow");
-      release();
-      // Round up to whole cache lines so vector loops may read a full line at the end.
-      const std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
-      data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{alignment}));
-      capacity_ = bytes / sizeof(T);
+      allocate(n);
       std::fill_n(data_, capacity_, T{});
     }
     size_ = n;
@@ -80,6 +86,14 @@ class AlignedBuffer {
   [[nodiscard]] std::span<const T> span() const noexcept { return {data_, size_}; }
 
  private:
+  void allocate(std::size_t n) {
+    release();
+    // Round up to whole cache lines so vector loops may read a full line at the end.
+    const std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
+    data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{alignment}));
+    capacity_ = bytes / sizeof(T);
+  }
+
   void release() noexcept {
     if (data_ && owns_) ::operator delete(data_, std::align_val_t{alignment});
     data_ = nullptr;

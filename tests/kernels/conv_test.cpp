@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 import odyssey;
 import odyssey.testing;
@@ -43,7 +44,24 @@ const std::vector<ok::Conv2dShape> kShapes = {
     shape(2, 32, 8, 8, 64, 3, 3, 2, 1),  shape(2, 64, 8, 8, 128, 1, 1, 2, 0),
     // Reductions of 256 channels or more take the tall register tile (12 x 2 on AVX-512).
     shape(2, 260, 3, 3, 33, 3, 3, 1, 1), shape(1, 20, 5, 4, 300, 3, 3, 2, 1),
+    // Winograd F(2x2, 3x3) (3x3, stride 1): odd extents leave partial 2x2 tiles, padding 2
+    // runs backward-data with padding 0; more tiles than one block holds.
+    shape(2, 17, 5, 6, 19, 3, 3, 1, 2),  shape(3, 20, 11, 9, 24, 3, 3, 1, 1),
+    shape(3, 16, 2, 2, 16, 3, 3, 1, 1),
 };
+
+// The algorithms that can compute g: direct always, Winograd for 3x3 stride 1.
+std::vector<ok::ConvAlgorithm> algorithms(const ok::Conv2dShape& g) {
+  if (ok::conv2d_winograd_applies(g)) return {ok::ConvAlgorithm::direct, ok::ConvAlgorithm::winograd};
+  return {ok::ConvAlgorithm::direct};
+}
+std::string name(ok::ConvAlgorithm a) {
+  switch (a) {
+    case ok::ConvAlgorithm::direct: return "direct";
+    case ok::ConvAlgorithm::winograd: return "winograd";
+    default: return "automatic";
+  }
+}
 
 // Tolerance for float results: relative 1e-4 of the value, with an absolute floor of 1e-4 of
 // the typical magnitude of an output (values that nearly cancel have no relative accuracy).
@@ -59,13 +77,14 @@ struct Results {
 
 template <class T>
 Results run(const ok::Conv2dShape& g, const std::vector<double>& x, const std::vector<double>& w,
-            const std::vector<double>& b, const std::vector<double>& dy) {
+            const std::vector<double>& b, const std::vector<double>& dy,
+            ok::ConvAlgorithm algo = ok::ConvAlgorithm::automatic) {
   const auto xt = ot::cast<T>(x), wt = ot::cast<T>(w), bt = ot::cast<T>(b), dyt = ot::cast<T>(dy);
   std::vector<T> y(g.y_size()), dx(g.x_size()), dw(g.w_size(), T(0)), db(g.k, T(0));
   odyssey::AlignedBuffer<T> ws(ok::conv2d_workspace_size(g));
-  ok::conv2d_forward(g, xt.data(), wt.data(), bt.data(), y.data(), ws.data());
-  ok::conv2d_backward_data(g, dyt.data(), wt.data(), dx.data(), ws.data());
-  ok::conv2d_backward_weights(g, xt.data(), dyt.data(), dw.data(), db.data(), ws.data());
+  ok::conv2d_forward(g, xt.data(), wt.data(), bt.data(), y.data(), ws.data(), algo);
+  ok::conv2d_backward_data(g, dyt.data(), wt.data(), dx.data(), ws.data(), false, algo);
+  ok::conv2d_backward_weights(g, xt.data(), dyt.data(), dw.data(), db.data(), ws.data(), algo);
   auto d = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
   return {d(y), d(dx), d(dw), d(db)};
 }
@@ -88,43 +107,48 @@ BOOST_AUTO_TEST_CASE(matches_reference_on_every_target) {
       const auto y_ref = ot::ref::conv_forward(rg, x, w, b.data());
       const auto dx_ref = ot::ref::conv_backward_data(rg, dy, w);
       const auto dwb_ref = ot::ref::conv_backward_weights(rg, x, dy);
-      const std::string where = target + " " + name(g);
-      const Results d = run<double>(g, x, w, b, dy);
-      expect_close(d.y, y_ref, 1e-12, where + " forward f64");
-      expect_close(d.dx, dx_ref, 1e-12, where + " backward-data f64");
-      expect_close(d.dw, dwb_ref[0], 1e-12, where + " backward-weights f64");
-      expect_close(d.db, dwb_ref[1], 1e-12, where + " bias gradient f64");
-      // Float against the double kernel: relative error 1e-4.
-      const Results f = run<float>(g, x, w, b, dy);
-      expect_close(f.y, d.y, 1e-4, where + " forward f32");
-      expect_close(f.dx, d.dx, 1e-4, where + " backward-data f32");
-      expect_close(f.dw, d.dw, 1e-4, where + " backward-weights f32");
-      expect_close(f.db, d.db, 1e-4, where + " bias gradient f32");
+      for (const auto algo : algorithms(g)) {
+        const std::string where = target + " " + name(g) + " " + name(algo);
+        const Results d = run<double>(g, x, w, b, dy, algo);
+        expect_close(d.y, y_ref, 1e-12, where + " forward f64");
+        expect_close(d.dx, dx_ref, 1e-12, where + " backward-data f64");
+        expect_close(d.dw, dwb_ref[0], 1e-12, where + " backward-weights f64");
+        expect_close(d.db, dwb_ref[1], 1e-12, where + " bias gradient f64");
+        // Float against the double kernel: relative error 1e-4.
+        const Results f = run<float>(g, x, w, b, dy, algo);
+        expect_close(f.y, d.y, 1e-4, where + " forward f32");
+        expect_close(f.dx, d.dx, 1e-4, where + " backward-data f32");
+        expect_close(f.dw, d.dw, 1e-4, where + " backward-weights f32");
+        expect_close(f.db, d.db, 1e-4, where + " bias gradient f32");
+      }
     }
   }
   ok::use_best_target();
 }
 
 BOOST_AUTO_TEST_CASE(no_bias_and_accumulating_backward_data) {
-  const auto g = shape(2, 5, 7, 5, 6, 3, 3, 2, 1);
-  const auto x = ot::random_values(g.x_size(), 5), w = ot::random_values(g.w_size(), 6);
-  const auto dy = ot::random_values(g.y_size(), 7), prior = ot::random_values(g.x_size(), 8);
-  odyssey::AlignedBuffer<double> ws(ok::conv2d_workspace_size(g));
+  for (const auto& g : {shape(2, 5, 7, 5, 6, 3, 3, 2, 1), shape(2, 5, 7, 5, 6, 3, 3, 1, 1)}) {
+    const auto algo = algorithms(g).back();  // direct at stride 2, Winograd at stride 1
+    const std::string where = name(g) + " " + name(algo) + ": ";
+    const auto x = ot::random_values(g.x_size(), 5), w = ot::random_values(g.w_size(), 6);
+    const auto dy = ot::random_values(g.y_size(), 7), prior = ot::random_values(g.x_size(), 8);
+    odyssey::AlignedBuffer<double> ws(ok::conv2d_workspace_size(g));
     std::vector<double> y(g.y_size());
-  ok::conv2d_forward(g, x.data(), w.data(), nullptr, y.data(), ws.data());
-  expect_close(y, ot::ref::conv_forward(ref_of(g), x, w, nullptr), 1e-12, "no bias");
-  auto dx = prior;
-  ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data(), true);
-  auto expected = ot::ref::conv_backward_data(ref_of(g), dy, w);
-  for (std::size_t i = 0; i < expected.size(); ++i) expected[i] += prior[i];
-  expect_close(dx, expected, 1e-12, "accumulate");
-  // Weight gradients accumulate too: a second call doubles them.
-  std::vector<double> dw(g.w_size(), 0.0);
-  ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), nullptr, ws.data());
-  ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), nullptr, ws.data());
-  auto dw2 = ot::ref::conv_backward_weights(ref_of(g), x, dy)[0];
-  for (auto& v : dw2) v *= 2;
-  expect_close(dw, dw2, 1e-12, "dw accumulates");
+    ok::conv2d_forward(g, x.data(), w.data(), nullptr, y.data(), ws.data(), algo);
+    expect_close(y, ot::ref::conv_forward(ref_of(g), x, w, nullptr), 1e-12, where + "no bias");
+    auto dx = prior;
+    ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data(), true, algo);
+    auto expected = ot::ref::conv_backward_data(ref_of(g), dy, w);
+    for (std::size_t i = 0; i < expected.size(); ++i) expected[i] += prior[i];
+    expect_close(dx, expected, 1e-12, where + "accumulate");
+    // Weight gradients accumulate too: a second call doubles them.
+    std::vector<double> dw(g.w_size(), 0.0);
+    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), nullptr, ws.data(), algo);
+    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), nullptr, ws.data(), algo);
+    auto dw2 = ot::ref::conv_backward_weights(ref_of(g), x, dy)[0];
+    for (auto& v : dw2) v *= 2;
+    expect_close(dw, dw2, 1e-12, where + "dw accumulates");
+  }
 }
 
 // Gradient checks: loss = sum(R * y) for a fixed random R, so dy = R (a loss of order
@@ -135,14 +159,19 @@ BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
       shape(3, 5, 8, 8, 4, 3, 3, 2, 1), shape(2, 17, 5, 7, 3, 1, 1, 2, 0),
       shape(1, 3, 1, 1, 17, 1, 1, 1, 0),
   };
-  for (const auto& g : shapes) {
+  // Every shape by the direct algorithm, and the 3x3 stride-1 ones (and one with padding 2)
+  // by Winograd too.
+  std::vector<std::pair<ok::Conv2dShape, ok::ConvAlgorithm>> cases;
+  for (const auto& g : shapes) cases.emplace_back(g, ok::ConvAlgorithm::direct);
+  for (const auto& g : {shapes[0], shape(2, 4, 5, 4, 3, 3, 3, 1, 2)}) cases.emplace_back(g, ok::ConvAlgorithm::winograd);
+  for (const auto& [g, algo] : cases) {
     auto x = ot::random_values(g.x_size(), 11), w = ot::random_values(g.w_size(), 12);
     auto b = ot::random_values(g.k, 13);
     const auto R = ot::random_values(g.y_size(), 14);
     odyssey::AlignedBuffer<double> ws(ok::conv2d_workspace_size(g));
     std::vector<double> y(g.y_size());
     auto loss = [&] {
-      ok::conv2d_forward(g, x.data(), w.data(), b.data(), y.data(), ws.data());
+      ok::conv2d_forward(g, x.data(), w.data(), b.data(), y.data(), ws.data(), algo);
       double l = 0;
       for (std::size_t i = 0; i < y.size(); ++i) l += R[i] * y[i];
       return l;
@@ -151,11 +180,11 @@ BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
     std::vector<double> dy(y.size());
     for (std::size_t i = 0; i < y.size(); ++i) dy[i] = R[i];
     std::vector<double> dx(g.x_size()), dw(g.w_size(), 0.0), db(g.k, 0.0);
-    ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data());
-    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data(), ws.data());
+    ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data(), false, algo);
+    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data(), ws.data(), algo);
     for (auto [what, param, grad] : {std::tuple{"dx", &x, &dx}, std::tuple{"dw", &w, &dw},
                                      std::tuple{"db", &b, &db}}) {
-      const auto r = ot::check_gradient(name(g) + " " + what, *param, *grad, loss);
+      const auto r = ot::check_gradient(name(g) + " " + name(algo) + " " + what, *param, *grad, loss);
       BOOST_TEST(r.passed, r.report());
     }
   }
@@ -166,18 +195,20 @@ BOOST_AUTO_TEST_CASE(bitwise_identical_across_thread_counts_and_runs) {
   const auto g = shape(4, 64, 16, 16, 64, 3, 3, 1, 1);
   const auto x = ot::random_values(g.x_size(), 21), w = ot::random_values(g.w_size(), 22);
   const auto b = ot::random_values(g.k, 23), dy = ot::random_values(g.y_size(), 24);
-  Results one;
-  {
-    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
-    one = run<float>(g, x, w, b, dy);
-  }
-  for (int rep = 0; rep < 3; ++rep) {
-    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
-    const Results two = run<float>(g, x, w, b, dy);
-    BOOST_TEST(two.y == one.y);
-    BOOST_TEST(two.dx == one.dx);
-    BOOST_TEST(two.dw == one.dw);
-    BOOST_TEST(two.db == one.db);
+  for (const auto algo : algorithms(g)) {
+    Results one;
+    {
+      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+      one = run<float>(g, x, w, b, dy, algo);
+    }
+    for (int rep = 0; rep < 3; ++rep) {
+      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
+      const Results two = run<float>(g, x, w, b, dy, algo);
+      BOOST_TEST(two.y == one.y, name(algo));
+      BOOST_TEST(two.dx == one.dx, name(algo));
+      BOOST_TEST(two.dw == one.dw, name(algo));
+      BOOST_TEST(two.db == one.db, name(algo));
+    }
   }
 }
 
@@ -189,4 +220,18 @@ BOOST_AUTO_TEST_CASE(rejects_shapes_that_do_not_fit) {
   BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 4, 4, 1, 3, 3, 0, 0), buf.data(), buf.data(),
                                        nullptr, buf.data(), buf.data()),
                     std::invalid_argument);
+  // Winograd computes 3x3 stride-1 convolutions only.
+  BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 4, 4, 1, 3, 3, 2, 1), buf.data(), buf.data(),
+                                       nullptr, buf.data(), buf.data(), ok::ConvAlgorithm::winograd),
+                    std::invalid_argument);
+  BOOST_CHECK_THROW(ok::conv2d_backward_data(shape(1, 1, 4, 4, 1, 1, 1, 1, 0), buf.data(), buf.data(),
+                                             buf.data(), buf.data(), false, ok::ConvAlgorithm::winograd),
+                    std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(automatic_takes_winograd_for_resnet_3x3_stride_1) {
+  BOOST_TEST((ok::conv2d_automatic_algorithm(shape(128, 64, 32, 32, 64, 3, 3, 1, 1)) == ok::ConvAlgorithm::winograd));
+  BOOST_TEST((ok::conv2d_automatic_algorithm(shape(128, 512, 4, 4, 512, 3, 3, 1, 1)) == ok::ConvAlgorithm::winograd));
+  BOOST_TEST((ok::conv2d_automatic_algorithm(shape(128, 3, 32, 32, 64, 3, 3, 1, 1)) == ok::ConvAlgorithm::direct));
+  BOOST_TEST((ok::conv2d_automatic_algorithm(shape(128, 64, 32, 32, 128, 3, 3, 2, 1)) == ok::ConvAlgorithm::direct));
 }

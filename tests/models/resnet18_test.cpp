@@ -126,6 +126,13 @@ BOOST_AUTO_TEST_CASE(whole_network_gradient_check_in_double) {
   ot::NetCheckOptions opt;
   opt.grad.rtol = 1e-5;
   opt.grad.step = 1e-6;  // ReLU kinks: keep the differences local
+  // The 16-channel 3x3 layers run Winograd, whose transforms mix every weight into every
+  // output's rounding: a weight that only meets zeros (inputs a ReLU cut) has gradient 0,
+  // but moving it still changes the loss by rounding noise, measured up to 6e-9 in its
+  // central differences (above the 3e-9 the default floor estimates from the loss). At every
+  // other tensor's worst element the gradient is 2e-3 or more, so a floor of 2e-8 is 1e-5
+  // of those and still fails any gradient that is visibly wrong.
+  opt.grad.atol = 2e-8;
   opt.samples_per_tensor = 6;
   opt.input_samples = 40;
   const auto results = ot::check_network<Net, Shape<3, 8, 8>, Shape<10>>(*net, x, ctx, opt);
@@ -133,9 +140,9 @@ BOOST_AUTO_TEST_CASE(whole_network_gradient_check_in_double) {
   double worst = 0;
   for (const auto& r : results) {
     BOOST_TEST(r.passed, r.report());
-    worst = std::max(worst, r.worst_relative);
+    worst = std::max(worst, r.worst_ratio);
   }
-  BOOST_TEST_MESSAGE("worst relative error over the network: " << worst);
+  BOOST_TEST_MESSAGE("worst error over the network, as a fraction of the allowed: " << worst);
 }
 
 BOOST_AUTO_TEST_CASE(no_heap_allocation_in_a_steady_state_training_step) {

@@ -24,27 +24,44 @@ struct Conv2dShape {
   [[nodiscard]] constexpr std::size_t macs() const { return n * p() * q() * k * c * r * s; }
 };
 
+/// How the three passes compute a convolution. `direct`: the implicit GEMM, any
+/// shape. `winograd`: F(2x2, 3x3), 3x3 kernels with stride 1 and padding <= 2 only (2.25x
+/// fewer multiplies in all three passes). `automatic` takes Winograd
+/// where it applies and both channel counts are at least 16 (below that the transforms
+/// cost more than they save), the direct convolution elsewhere.
+enum class ConvAlgorithm { automatic, direct, winograd };
+
+/// Whether ConvAlgorithm::winograd can compute `shape`.
+bool conv2d_winograd_applies(const Conv2dShape& shape);
+/// What ConvAlgorithm::automatic runs for `shape` (direct or winograd).
+ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& shape);
+
 /// Elements of scratch memory (of the scalar type, 64-byte aligned) that every conv2d
 /// function below needs for `shape`; one buffer serves all three.
 std::size_t conv2d_workspace_size(const Conv2dShape& shape);
 
 /// y = conv(x, w) + bias. `bias` may be null.
 void conv2d_forward(const Conv2dShape& shape, const float* x, const float* w, const float* bias,
-                    float* y, float* workspace);
+                    float* y, float* workspace, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 void conv2d_forward(const Conv2dShape& shape, const double* x, const double* w,
-                    const double* bias, double* y, double* workspace);
+                    const double* bias, double* y, double* workspace,
+                    ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 
 /// dx = conv_transpose(dy, w): overwritten, or added to when `accumulate`.
 void conv2d_backward_data(const Conv2dShape& shape, const float* dy, const float* w, float* dx,
-                          float* workspace, bool accumulate = false);
+                          float* workspace, bool accumulate = false,
+                          ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 void conv2d_backward_data(const Conv2dShape& shape, const double* dy, const double* w,
-                          double* dx, double* workspace, bool accumulate = false);
+                          double* dx, double* workspace, bool accumulate = false,
+                          ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 
 /// dw += sum over pixels of dy (x) x, and db += sum over pixels of dy (db may be null).
 /// The sums run in an order that does not depend on the thread count.
 void conv2d_backward_weights(const Conv2dShape& shape, const float* x, const float* dy,
-                             float* dw, float* db, float* workspace);
+                             float* dw, float* db, float* workspace,
+                             ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 void conv2d_backward_weights(const Conv2dShape& shape, const double* x, const double* dy,
-                             double* dw, double* db, double* workspace);
+                             double* dw, double* db, double* workspace,
+                             ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 
 }  // namespace odyssey::kernels

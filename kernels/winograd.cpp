@@ -1,0 +1,504 @@
+// Winograd F(2x2, 3x3) convolution on channels-last activations (Lavin & Gray, 2015).
+//
+// Every 2x2 output tile is Y = A^T [ U (.) V ] A, with V = B^T d B the transformed 4x4 input
+// patch d (one per channel) and U = G g G^T the transformed 3x3 kernel g (one per channel
+// pair). The element-wise product summed over input channels is, for each of the 16
+// positions xi of the 4x4 transformed tile, a GEMM [tiles x C] x [C x K]: 16 x C x K
+// multiply-adds per 2x2 outputs where the direct convolution spends 36 x C x K, 2.25x fewer.
+//
+//   B^T = | 1  0 -1  0 |     G = |  1    0    0  |     A^T = | 1  1  1  0 |
+//         | 0  1  1  0 |         | 1/2  1/2  1/2 |           | 0  1 -1 -1 |
+//         | 0 -1  1  0 |         | 1/2 -1/2  1/2 |
+//         | 0  1  0 -1 |         |  0    0    1  |
+//
+// The transforms only add and subtract (G's halves are exact), so rounding grows little:
+// float results stay within 1e-4 relative of double (tests/kernels/conv_test.cpp).
+//
+// Backward-data of a stride-1 3x3 convolution is itself one: dx = conv(dy, w') with padding
+// 2 - pad and w'[c][k][r][s] = w[k][c][2-r][2-s], so both passes run the code below.
+//
+// A call splits the output tiles into blocks (at most kWinogradBlockBudget transformed input
+// elements each). Per block: transform the input patches of all its tiles into the slot's
+// buffer V [tile][xi][channel]; then for each group of output channels and each register
+// tile of kRows tiles, run the 16 GEMMs (the micro-kernel of the direct convolution,
+// conv-inl.h) into a small buffer M [xi][tile][channel] that stays in L1, and transform it
+// into the 2x2 outputs. Worker loops (one per slot) take blocks from a shared counter; each
+// output is computed by exactly one block, so results do not depend on the thread count.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "winograd.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <atomic>
+#include <initializer_list>
+#include <cstddef>
+
+#include "common.h"
+#include "conv-inl.h"
+#include "winograd.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace odyssey::kernels::HWY_NAMESPACE {
+
+/// One Winograd convolution: `src` [n][src_h][src_w][len] -> `out` [n][out_h][out_w][outs],
+/// out_h = src_h + 2*pad - 2 (likewise for the width).
+template <class T>
+struct WinoJob {
+  const T* src;
+  std::size_t n, src_h, src_w, len;
+  T* out;
+  std::size_t out_h, out_w, outs;
+  std::ptrdiff_t pad;
+  const T* u;     // packed [groups][16][len][kGroup]
+  const T* bias;  // packed [groups * kGroup] or null
+  const T* zero;  // winograd_row(len) zeros
+  bool accumulate;
+  std::size_t groups, tiles_h, tiles_w, block_tiles, row;
+};
+
+/// Where the 4x4 input patches come from: tile t of image n covers source rows
+/// 2*(t / tiles_w) - pad + [0, 4) and the same for columns.
+template <class T>
+struct Patches {
+  const T* src;  // [n][h][w][len]
+  std::size_t h, w, len, tiles_h, tiles_w;
+  std::ptrdiff_t pad;
+  const T* zero;  // a row of zeros read in place of pixels outside the image
+};
+
+/// v[xi * xi_stride + c'] = (B^T d B)[xi] for channels c_begin + c', c' in [0, count), of the
+/// 4x4 input patch d of `tile` (zero outside the image). Writes whole vectors: the row
+/// behind v must have room for count rounded up to the vector length.
+template <class D, class T>
+HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std::size_t c_begin,
+                                std::size_t count, T* HWY_RESTRICT v, std::size_t xi_stride) {
+  constexpr std::size_t L = hn::MaxLanes(D());
+  const std::size_t per_image = pt.tiles_h * pt.tiles_w, n = tile / per_image, t = tile % per_image;
+  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(2 * (t / pt.tiles_w)) - pt.pad;
+  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(2 * (t % pt.tiles_w)) - pt.pad;
+  const T* image = pt.src + n * pt.h * pt.w * pt.len + c_begin;
+  const T* p[16];
+  for (std::size_t a = 0; a < 4; ++a)
+    for (std::size_t b = 0; b < 4; ++b) {
+      const std::ptrdiff_t u = u0 + static_cast<std::ptrdiff_t>(a), w = v0 + static_cast<std::ptrdiff_t>(b);
+      const bool inside = u >= 0 && u < static_cast<std::ptrdiff_t>(pt.h) && w >= 0 &&
+                          w < static_cast<std::ptrdiff_t>(pt.w);
+      p[a * 4 + b] = inside ? image + static_cast<std::size_t>(u * static_cast<std::ptrdiff_t>(pt.w) + w) * pt.len
+                            : pt.zero;
+    }
+  for (std::size_t c = 0; c < count; c += L) {
+    const std::size_t lanes = std::min(L, count - c);
+    hn::Vec<D> x[16];
+    HWY_UNROLL(16)
+    for (std::size_t i = 0; i < 16; ++i)
+      x[i] = lanes == L ? hn::LoadU(d, p[i] + c) : load_n(d, p[i] + c, lanes);
+    hn::Vec<D> t[16];  // B^T d, column by column
+    HWY_UNROLL(4)
+    for (std::size_t b = 0; b < 4; ++b) {
+      t[0 + b] = hn::Sub(x[0 + b], x[8 + b]);
+      t[4 + b] = hn::Add(x[4 + b], x[8 + b]);
+      t[8 + b] = hn::Sub(x[8 + b], x[4 + b]);
+      t[12 + b] = hn::Sub(x[4 + b], x[12 + b]);
+    }
+    HWY_UNROLL(4)
+    for (std::size_t a = 0; a < 4; ++a) {  // (B^T d) B, row by row
+      const std::size_t r = a * 4;
+      hn::Store(hn::Sub(t[r + 0], t[r + 2]), d, v + (r + 0) * xi_stride + c);
+      hn::Store(hn::Add(t[r + 1], t[r + 2]), d, v + (r + 1) * xi_stride + c);
+      hn::Store(hn::Sub(t[r + 2], t[r + 1]), d, v + (r + 2) * xi_stride + c);
+      hn::Store(hn::Sub(t[r + 1], t[r + 3]), d, v + (r + 3) * xi_stride + c);
+    }
+  }
+}
+
+/// The 2x2 outputs of `tile` for output channels [grp*G, grp*G + width) from
+/// m[xi * mstride + channel], plus the bias; added to `out` when accumulating.
+template <class Tile, class T>
+HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T* HWY_RESTRICT m,
+                                 std::size_t mstride, std::size_t grp, std::size_t width) {
+  const typename Tile::D d;
+  constexpr std::size_t L = Tile::kLanes, G = Tile::kGroup;
+  const std::size_t per_image = j.tiles_h * j.tiles_w, n = tile / per_image, t = tile % per_image;
+  const std::size_t oh = 2 * (t / j.tiles_w), ow = 2 * (t % j.tiles_w);
+  const std::size_t rows = std::min<std::size_t>(2, j.out_h - oh), cols = std::min<std::size_t>(2, j.out_w - ow);
+  T* base = j.out + ((n * j.out_h + oh) * j.out_w + ow) * j.outs + grp * G;
+  for (std::size_t v = 0; v * L < width; ++v) {
+    const std::size_t count = std::min(L, width - v * L);
+    hn::Vec<decltype(d)> x[16];
+    HWY_UNROLL(16)
+    for (std::size_t i = 0; i < 16; ++i) x[i] = hn::Load(d, m + i * mstride + v * L);
+    hn::Vec<decltype(d)> a[8];  // A^T M: two rows of four
+    HWY_UNROLL(4)
+    for (std::size_t b = 0; b < 4; ++b) {
+      a[b] = hn::Add(hn::Add(x[b], x[4 + b]), x[8 + b]);
+      a[4 + b] = hn::Sub(hn::Sub(x[4 + b], x[8 + b]), x[12 + b]);
+    }
+    hn::Vec<decltype(d)> y[4];  // (A^T M) A
+    HWY_UNROLL(2)
+    for (std::size_t r = 0; r < 2; ++r) {
+      y[r * 2 + 0] = hn::Add(hn::Add(a[r * 4 + 0], a[r * 4 + 1]), a[r * 4 + 2]);
+      y[r * 2 + 1] = hn::Sub(hn::Sub(a[r * 4 + 1], a[r * 4 + 2]), a[r * 4 + 3]);
+    }
+    if (j.bias) {
+      const auto b = hn::Load(d, j.bias + grp * G + v * L);
+      for (auto& e : y) e = hn::Add(e, b);
+    }
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t s = 0; s < cols; ++s) {
+        T* p = base + (r * j.out_w + s) * j.outs + v * L;
+        auto e = y[r * 2 + s];
+        if (count == L) {
+          if (j.accumulate) e = hn::Add(e, hn::LoadU(d, p));
+          hn::StoreU(e, d, p);
+        } else {
+          if (j.accumulate) e = hn::Add(e, load_n(d, p, count));
+          store_n(d, e, p, count);
+        }
+      }
+  }
+}
+
+template <class Tile, class T>
+HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::size_t ntiles, T* slot) {
+  const typename Tile::D d;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  T* v = slot;                                    // [block_tiles][16][row]
+  T* m = slot + j.block_tiles * 16 * j.row;       // [16][MR][G]
+  const Patches<T> pt{j.src, j.src_h, j.src_w, j.len, j.tiles_h, j.tiles_w, j.pad, j.zero};
+  for (std::size_t t = 0; t < ntiles; ++t)
+    transform_input(d, pt, tile0 + t, 0, j.len, v + t * 16 * j.row, j.row);
+  for (std::size_t grp = 0; grp < j.groups; ++grp) {
+    const std::size_t width = std::min(G, j.outs - grp * G);
+    for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) {
+      const std::size_t nrows = std::min(MR, ntiles - t0);
+      for (std::size_t xi = 0; xi < 16; ++xi) {
+        const T* rows[MR];
+        for (std::size_t i = 0; i < MR; ++i) rows[i] = v + ((t0 + std::min(i, nrows - 1)) * 16 + xi) * j.row;
+        hn::Vec<decltype(d)> acc[MR * NV];
+        for (auto& a : acc) a = hn::Zero(d);
+        tile_rows<MR, NV>(d, rows, j.u + (grp * 16 + xi) * j.len * G, j.len, acc);
+        for (std::size_t i = 0; i < MR; ++i)
+          for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, m + (xi * MR + i) * G + k * L);
+      }
+      for (std::size_t i = 0; i < nrows; ++i)
+        transform_output<Tile>(j, tile0 + t0 + i, m + i * G, MR * G, grp, width);
+    }
+  }
+}
+
+/// u[grp][xi][c][jj] = (G g G^T)[xi] for g = the 3x3 kernel from source channel c to output
+/// channel grp*G + jj (zero past `outs`); `at(o, c, r, s)` reads the untransformed weight.
+template <class Tile, class T, class At>
+void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
+  constexpr std::size_t G = Tile::kGroup;
+  detail::parallel_items(detail::ceil_div(outs, G), [&](std::size_t grp) {
+    T* dst = u + grp * 16 * len * G;
+    for (std::size_t c = 0; c < len; ++c)
+      for (std::size_t jj = 0; jj < G; ++jj) {
+        const std::size_t o = grp * G + jj;
+        T t[4][3];  // G g
+        for (std::size_t s = 0; s < 3; ++s) {
+          const T g0 = o < outs ? at(o, c, 0, s) : T(0), g1 = o < outs ? at(o, c, 1, s) : T(0),
+                  g2 = o < outs ? at(o, c, 2, s) : T(0);
+          t[0][s] = g0;
+          t[1][s] = T(0.5) * (g0 + g1 + g2);
+          t[2][s] = T(0.5) * (g0 - g1 + g2);
+          t[3][s] = g2;
+        }
+        for (std::size_t a = 0; a < 4; ++a) {  // (G g) G^T
+          const T e[4] = {t[a][0], T(0.5) * (t[a][0] + t[a][1] + t[a][2]),
+                          T(0.5) * (t[a][0] - t[a][1] + t[a][2]), t[a][2]};
+          for (std::size_t b = 0; b < 4; ++b) dst[((a * 4 + b) * len + c) * G + jj] = e[b];
+        }
+      }
+  });
+}
+
+template <class T, class Tile, class At>
+void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t src_w,
+                  std::size_t len, T* out, std::size_t outs, std::size_t pad, const At& at,
+                  const T* bias, bool accumulate, T* ws) {
+  constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows;
+  const std::size_t groups = detail::ceil_div(outs, G);
+  T* u = ws;
+  T* bias_p = u + detail::round_up(outs, detail::kWinogradMaxGroup) * 16 * len;
+  T* zero = bias_p + detail::round_up(outs, detail::kWinogradMaxGroup);
+  T* slots = zero + detail::winograd_row(len);
+  std::fill(zero, slots, T(0));
+  transform_weights<Tile>(outs, len, u, at);
+  if (bias) {
+    std::fill(bias_p, bias_p + groups * G, T(0));
+    std::copy(bias, bias + outs, bias_p);
+  }
+  const std::size_t out_h = src_h + 2 * pad - 2, out_w = src_w + 2 * pad - 2;
+  WinoJob<T> j{src, n, src_h, src_w, len, out, out_h, out_w, outs, static_cast<std::ptrdiff_t>(pad),
+               u, bias ? bias_p : nullptr, zero, accumulate, groups, detail::ceil_div(out_h, 2),
+               detail::ceil_div(out_w, 2), 0, detail::winograd_row(len)};
+  // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
+  // that the worker loops stay balanced on small images (layer 4: 512 tiles at batch 128).
+  const std::size_t tiles = n * j.tiles_h * j.tiles_w;
+  j.block_tiles = std::min(detail::winograd_max_block_tiles(len),
+                           std::max(MR, detail::round_up(detail::ceil_div(tiles, 16), MR)));
+  const std::size_t blocks = detail::ceil_div(tiles, j.block_tiles);
+  const std::size_t workers = std::min({detail::kWinogradSlots, blocks,
+                                        detail::arena_threads()});
+  const std::size_t slot_size = detail::winograd_slot_size(len);
+  std::atomic<std::size_t> next{0};
+  detail::parallel_items(workers, [&](std::size_t worker) {
+    T* slot = slots + worker * slot_size;
+    for (std::size_t b = next.fetch_add(1); b < blocks; b = next.fetch_add(1)) {
+      const std::size_t t0 = b * j.block_tiles;
+      winograd_block<Tile>(j, t0, std::min(j.block_tiles, tiles - t0), slot);
+    }
+  });
+}
+
+template <class T>
+void winograd_forward_t(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws) {
+  auto at = [&](std::size_t k, std::size_t c, std::size_t r, std::size_t s) {
+    return w[((k * sh.c + c) * 3 + r) * 3 + s];
+  };
+  if (use_tall_tile(sh.c)) {
+    winograd_run<T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws);
+  } else {
+    winograd_run<T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws);
+  }
+}
+
+template <class T>
+void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T* ws, bool acc) {
+  // Output channels of this pass are the input channels c; the kernel is turned by 180 degrees.
+  auto at = [&](std::size_t c, std::size_t k, std::size_t r, std::size_t s) {
+    return w[((k * sh.c + c) * 3 + (2 - r)) * 3 + (2 - s)];
+  };
+  const std::size_t pad = 2 - sh.pad;
+  if (use_tall_tile(sh.k)) {
+    winograd_run<T, ConvTile<T, true>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
+  } else {
+    winograd_run<T, ConvTile<T, false>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
+  }
+}
+
+// ---- Weight gradient ------------------------------------------------------------------
+//
+// With Y = A^T [sum_c U (.) V] A, the gradient of the 4x4 product for output channel k is
+// Z = A dY A^T (dY: the tile's 2x2 output gradient, zero past the image), so
+//   dU[xi][c][k] = sum over tiles of V[xi][c] * Z[xi][k]   (16 GEMMs reducing over tiles)
+//   dw[k][c] += G^T dU[c][k] G.
+// A task owns one output-channel group and a range of input channels (all 16 xi), and walks
+// all tiles in sub-chunks of a fixed size, transforming the sub-chunk's V (its channels) and
+// Z (its group) into its slot: every dU element is summed by one task in one fixed order,
+// so the result does not depend on the thread count.
+
+/// z[xi * xi_stride + j] = (A dY A^T)[xi] for output channels grp*G + j, j < G (zero past
+/// `width`), of `tile` of dy [n][out_h][out_w][outs].
+template <class Tile, class T>
+HWY_INLINE void transform_grad(const T* dy, std::size_t out_h, std::size_t out_w, std::size_t outs,
+                               std::size_t tiles_h, std::size_t tiles_w, std::size_t tile,
+                               std::size_t grp, std::size_t width, const T* zero, T* HWY_RESTRICT z,
+                               std::size_t xi_stride) {
+  const typename Tile::D d;
+  constexpr std::size_t L = Tile::kLanes, NV = Tile::kVectors, G = Tile::kGroup;
+  const std::size_t per_image = tiles_h * tiles_w, n = tile / per_image, t = tile % per_image;
+  const std::size_t oh = 2 * (t / tiles_w), ow = 2 * (t % tiles_w);
+  const std::size_t rows = std::min<std::size_t>(2, out_h - oh), cols = std::min<std::size_t>(2, out_w - ow);
+  const T* p0 = dy + ((n * out_h + oh) * out_w + ow) * outs + grp * G;
+  const T* p[4] = {p0, cols > 1 ? p0 + outs : zero, rows > 1 ? p0 + out_w * outs : zero,
+                   rows > 1 && cols > 1 ? p0 + (out_w + 1) * outs : zero};
+  HWY_UNROLL(NV)
+  for (std::size_t v = 0; v < NV; ++v) {
+    const std::size_t lanes = v * L < width ? std::min(L, width - v * L) : 0;
+    auto load = [&](const T* q) {
+      if (lanes == 0) return hn::Zero(d);
+      return lanes == L ? hn::LoadU(d, q + v * L) : load_n(d, q + v * L, lanes);
+    };
+    const auto y00 = load(p[0]), y01 = load(p[1]), y10 = load(p[2]), y11 = load(p[3]);
+    // A dY: rows (y0), (y0 + y1), (y0 - y1), (-y1) of the 2x2 tile's two rows y0, y1.
+    const hn::Vec<decltype(d)> a0[4] = {y00, hn::Add(y00, y10), hn::Sub(y00, y10), hn::Neg(y10)};
+    const hn::Vec<decltype(d)> a1[4] = {y01, hn::Add(y01, y11), hn::Sub(y01, y11), hn::Neg(y11)};
+    HWY_UNROLL(4)
+    for (std::size_t r = 0; r < 4; ++r) {  // (A dY) A^T, row by row
+      T* out = z + r * 4 * xi_stride + v * L;
+      hn::Store(a0[r], d, out);
+      hn::Store(hn::Add(a0[r], a1[r]), d, out + xi_stride);
+      hn::Store(hn::Sub(a0[r], a1[r]), d, out + 2 * xi_stride);
+      hn::Store(hn::Neg(a1[r]), d, out + 3 * xi_stride);
+    }
+  }
+}
+
+template <class T>
+struct WinoGradJob {
+  const Conv2dShape* sh;
+  const T* x;
+  const T* dy;
+  T* du;          // [16][C][kp]
+  const T* zero;  // winograd_row(max(C, K)) zeros
+  std::size_t kp, tiles_h, tiles_w, sub_tiles;
+};
+
+/// dU for output group `grp`, input channels [c_begin, c_end), all 16 xi.
+template <class Tile, class T>
+HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, std::size_t grp, std::size_t c_begin,
+                                        std::size_t c_end, T* slot) {
+  const typename Tile::D d;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  const Conv2dShape& sh = *j.sh;
+  const std::size_t crange = c_end - c_begin, crow = detail::winograd_row(crange), S = j.sub_tiles;
+  const std::size_t width = std::min(G, sh.k - grp * G), tiles = sh.n * j.tiles_h * j.tiles_w;
+  T* v = slot;                // [16][S][crow]
+  T* z = slot + 16 * S * crow;  // [16][S][G]
+  const Patches<T> pt{j.x, sh.h, sh.w, sh.c, j.tiles_h, j.tiles_w, static_cast<std::ptrdiff_t>(sh.pad), j.zero};
+  for (std::size_t s0 = 0; s0 < tiles; s0 += S) {
+    const std::size_t nt = std::min(S, tiles - s0);
+    for (std::size_t t = 0; t < nt; ++t) {
+      transform_input(d, pt, s0 + t, c_begin, crange, v + t * crow, S * crow);
+      transform_grad<Tile>(j.dy, sh.p(), sh.q(), sh.k, j.tiles_h, j.tiles_w, s0 + t, grp, width,
+                           j.zero, z + t * G, S * G);
+    }
+    for (std::size_t xi = 0; xi < 16; ++xi) {
+      for (std::size_t c0 = c_begin; c0 < c_end; c0 += MR) {
+        const std::size_t mr = std::min(MR, c_end - c0);
+        T* out = j.du + (xi * sh.c + c0) * j.kp + grp * G;
+        hn::Vec<decltype(d)> acc[MR * NV];
+        for (std::size_t i = 0; i < MR; ++i)
+          for (std::size_t k = 0; k < NV; ++k)
+            acc[i * NV + k] = s0 == 0 || i >= mr ? hn::Zero(d) : hn::Load(d, out + i * j.kp + k * L);
+        // Rows past mr read the slot's padding or the next channels: computed, never stored.
+        tile_pixels<MR, NV, true>(d, v + xi * S * crow + (c0 - c_begin), crow, z + xi * S * G, G, nt, G, acc);
+        for (std::size_t i = 0; i < mr; ++i)
+          for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
+      }
+    }
+  }
+}
+
+template <class T>
+void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy, T* dw, T* db, T* ws) {
+  using Tile = ConvTile<T>;
+  constexpr std::size_t G = Tile::kGroup;
+  const std::size_t groups = detail::ceil_div(sh.k, G), kp = groups * G;
+  T* du = ws;
+  T* zero = du + 16 * sh.c * detail::round_up(sh.k, detail::kWinogradMaxGroup);
+  T* slots = zero + detail::winograd_row(std::max(sh.c, sh.k));
+  std::fill(zero, slots, T(0));
+  const WinoGradJob<T> job{&sh, x, dy, du, zero, kp, detail::ceil_div(sh.p(), 2), detail::ceil_div(sh.q(), 2),
+                           detail::kWinogradGradSubTiles};
+  // At least two tasks for two threads: with one output group, two input-channel ranges cut
+  // at a multiple of 16 (whole vectors for the input transform).
+  const std::size_t splits = groups < 2 && sh.c > 16 ? 2 : 1, tasks = groups * splits;
+  const std::size_t per_split = detail::round_up(detail::ceil_div(sh.c, splits), 16);
+  const std::size_t workers = std::min({detail::kWinogradSlots, tasks, detail::arena_threads()});
+  const std::size_t slot_size = detail::winograd_grad_slot_size(sh.c);
+  std::atomic<std::size_t> next{0};
+  detail::parallel_items(workers, [&](std::size_t worker) {
+    T* slot = slots + worker * slot_size;
+    for (std::size_t item = next.fetch_add(1); item < tasks; item = next.fetch_add(1)) {
+      const std::size_t grp = item / splits, part = item % splits;
+      const std::size_t c_begin = std::min(sh.c, part * per_split);
+      const std::size_t c_end = std::min(sh.c, c_begin + per_split);
+      if (c_begin < c_end) winograd_weights_task<Tile>(job, grp, c_begin, c_end, slot);
+    }
+  });
+  // dw[k][c] += G^T dU[c][k] G, in blocks of 16 output channels: for each c, the block's
+  // 16 values of every dU[xi][c] are one cache line.
+  detail::parallel_items(detail::ceil_div(sh.k, 16), [&](std::size_t kb) {
+    const std::size_t k_end = std::min(sh.k, kb * 16 + 16);
+    for (std::size_t c = 0; c < sh.c; ++c)
+      for (std::size_t k = kb * 16; k < k_end; ++k) {
+        T u[4][4];
+        for (std::size_t xi = 0; xi < 16; ++xi) u[xi / 4][xi % 4] = du[(xi * sh.c + c) * kp + k];
+        T t[3][4];  // G^T dU
+        for (std::size_t b = 0; b < 4; ++b) {
+          t[0][b] = u[0][b] + T(0.5) * (u[1][b] + u[2][b]);
+          t[1][b] = T(0.5) * (u[1][b] - u[2][b]);
+          t[2][b] = T(0.5) * (u[1][b] + u[2][b]) + u[3][b];
+        }
+        T* out = dw + (k * sh.c + c) * 9;
+        for (std::size_t r = 0; r < 3; ++r) {  // (G^T dU) G
+          out[r * 3 + 0] += t[r][0] + T(0.5) * (t[r][1] + t[r][2]);
+          out[r * 3 + 1] += T(0.5) * (t[r][1] - t[r][2]);
+          out[r * 3 + 2] += T(0.5) * (t[r][1] + t[r][2]) + t[r][3];
+        }
+      }
+  });
+  if (db) detail::add_bias_gradient(dy, sh.n * sh.p() * sh.q(), sh.k, db);
+}
+
+void winograd_forward_f32(const Conv2dShape& sh, const float* x, const float* w, const float* b,
+                          float* y, float* ws) {
+  winograd_forward_t(sh, x, w, b, y, ws);
+}
+void winograd_forward_f64(const Conv2dShape& sh, const double* x, const double* w,
+                          const double* b, double* y, double* ws) {
+  winograd_forward_t(sh, x, w, b, y, ws);
+}
+void winograd_backward_data_f32(const Conv2dShape& sh, const float* dy, const float* w,
+                                float* dx, float* ws, bool acc) {
+  winograd_backward_data_t(sh, dy, w, dx, ws, acc);
+}
+void winograd_backward_data_f64(const Conv2dShape& sh, const double* dy, const double* w,
+                                double* dx, double* ws, bool acc) {
+  winograd_backward_data_t(sh, dy, w, dx, ws, acc);
+}
+void winograd_backward_weights_f32(const Conv2dShape& sh, const float* x, const float* dy,
+                                   float* dw, float* db, float* ws) {
+  winograd_backward_weights_t(sh, x, dy, dw, db, ws);
+}
+void winograd_backward_weights_f64(const Conv2dShape& sh, const double* x, const double* dy,
+                                   double* dw, double* db, double* ws) {
+  winograd_backward_weights_t(sh, x, dy, dw, db, ws);
+}
+
+}  // namespace odyssey::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace odyssey::kernels::detail {
+
+HWY_EXPORT(winograd_forward_f32);
+HWY_EXPORT(winograd_forward_f64);
+HWY_EXPORT(winograd_backward_data_f32);
+HWY_EXPORT(winograd_backward_data_f64);
+HWY_EXPORT(winograd_backward_weights_f32);
+HWY_EXPORT(winograd_backward_weights_f64);
+
+std::size_t winograd_workspace_size(const Conv2dShape& sh) {
+  auto one = [](std::size_t len, std::size_t outs) {
+    return round_up(outs, kWinogradMaxGroup) * 16 * len + round_up(outs, kWinogradMaxGroup) +
+           winograd_row(len) + kWinogradSlots * winograd_slot_size(len);
+  };
+  const std::size_t weights = 16 * sh.c * round_up(sh.k, kWinogradMaxGroup) +
+                              winograd_row(std::max(sh.c, sh.k)) + kWinogradSlots * winograd_grad_slot_size(sh.c);
+  return std::max({one(sh.c, sh.k), one(sh.k, sh.c), weights});
+}
+
+void winograd_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
+                      float* y, float* ws) {
+  HWY_DYNAMIC_DISPATCH(winograd_forward_f32)(sh, x, w, bias, y, ws);
+}
+void winograd_forward(const Conv2dShape& sh, const double* x, const double* w,
+                      const double* bias, double* y, double* ws) {
+  HWY_DYNAMIC_DISPATCH(winograd_forward_f64)(sh, x, w, bias, y, ws);
+}
+void winograd_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
+                            float* ws, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(winograd_backward_data_f32)(sh, dy, w, dx, ws, accumulate);
+}
+void winograd_backward_data(const Conv2dShape& sh, const double* dy, const double* w,
+                            double* dx, double* ws, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(winograd_backward_data_f64)(sh, dy, w, dx, ws, accumulate);
+}
+
+void winograd_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
+                               float* db, float* ws) {
+  HWY_DYNAMIC_DISPATCH(winograd_backward_weights_f32)(sh, x, dy, dw, db, ws);
+}
+void winograd_backward_weights(const Conv2dShape& sh, const double* x, const double* dy,
+                               double* dw, double* db, double* ws) {
+  HWY_DYNAMIC_DISPATCH(winograd_backward_weights_f64)(sh, x, dy, dw, db, ws);
+}
+
+}  // namespace odyssey::kernels::detail
+#endif  // HWY_ONCE

@@ -1,0 +1,81 @@
+// Winograd F(2x2, 3x3) convolution: the entry points conv.cpp dispatches to for 3x3
+// stride-1 layers, and the workspace they need. Internal to the kernels library.
+#pragma once
+#include <cstddef>
+
+#include "common.h"
+#include "odyssey/kernels/conv.h"
+
+namespace odyssey::kernels::detail {
+
+// Workspace layout, the same for every SIMD target (sized for the largest of them).
+// Forward and backward-data (len source channels, outs output channels):
+//   U: transformed weights [groups][16][len][group width], round_up(outs, 64) * 16 * len
+//   bias: round_up(outs, 64); a row of winograd_row(len) zeros
+//   kWinogradSlots slots of: transformed input [block tiles][16][row], then the GEMM
+//   results of one register tile [16][rows * group width] (at most 16 * 384).
+constexpr std::size_t kWinogradMaxGroup = 64;
+constexpr std::size_t kWinogradMaxTile = 384;
+/// Transformed-input elements per block: 48 Ki (192 KiB of float) keeps a block's input in
+/// L2 next to the weights while every output-channel group passes over it.
+constexpr std::size_t kWinogradBlockBudget = 288 * 1024;
+
+/// Elements per transformed-input row of `len` channels (whole 64-byte lines).
+constexpr std::size_t winograd_row(std::size_t len) { return round_up(len, 16); }
+/// Tiles per block: a multiple of 12 (so of every target's register-tile rows), 12 to 96.
+constexpr std::size_t winograd_max_block_tiles(std::size_t len) {
+  const std::size_t t = kWinogradBlockBudget / (16 * winograd_row(len)) / 12 * 12;
+  return t < 12 ? 12 : (t > 96 ? 96 : t);
+}
+constexpr std::size_t winograd_slot_size(std::size_t len) {
+  return round_up(winograd_max_block_tiles(len) * 16 * winograd_row(len) + 16 * kWinogradMaxTile, 16);
+}
+
+/// Worker loops of one call, each with its own scratch slot in the workspace; a call uses
+/// min(kWinogradSlots, threads of the task arena) of them.
+constexpr std::size_t kWinogradSlots = 8;
+
+/// 3x3 kernel, stride 1, padding at most 2 (backward-data runs as a forward convolution
+/// with padding 2 - pad).
+constexpr bool winograd_applies(const Conv2dShape& sh) {
+  return sh.r == 3 && sh.s == 3 && sh.stride == 1 && sh.pad <= 2;
+}
+
+// Weight gradient: dU [16][C][round_up(K, 64)], a zero row, then kWinogradSlots slots of one
+// task's transformed input [16][sub-chunk tiles][row] and output gradient
+// [16][sub-chunk tiles][64] for a sub-chunk of kWinogradGradSubTiles tiles.
+//
+// The sub-chunk trades the transforms' footprint (16 values per tile and channel, which
+// should stay in L2 for the GEMMs that read them) against reloading the task's dU
+// accumulators once per sub-chunk. Measured at batch 128 (ms, layers 1/2/3/4): sub-chunks
+// sized to 4 MiB of transforms 28.6/20.0/18.6/20.5 (layer 1's spill out of L2), to 192 KiB
+// 21.3/18.2/18.2/32.2 (layer 4 reloads 2 MiB of dU every 5 tiles), 32 tiles for every layer
+// 23.7/17.4/18.2/20.2.
+constexpr std::size_t kWinogradGradSubTiles = 32;
+constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
+  // + kWinogradMaxTile: the last register tile of channels may read past the rows.
+  return round_up(kWinogradGradSubTiles * 16 * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);
+}
+
+/// Whether a call with `algorithm` runs Winograd for `sh` (automatic: what
+/// conv2d_automatic_algorithm says); throws std::invalid_argument when Winograd is asked for
+/// and does not apply.
+bool use_winograd(const Conv2dShape& sh, ConvAlgorithm algorithm);
+
+/// Elements (of the scalar type) forward and backward-data need for `sh`.
+std::size_t winograd_workspace_size(const Conv2dShape& sh);
+
+void winograd_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
+                      float* y, float* ws);
+void winograd_forward(const Conv2dShape& sh, const double* x, const double* w,
+                      const double* bias, double* y, double* ws);
+void winograd_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
+                            float* ws, bool accumulate);
+void winograd_backward_data(const Conv2dShape& sh, const double* dy, const double* w,
+                            double* dx, double* ws, bool accumulate);
+void winograd_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
+                               float* db, float* ws);
+void winograd_backward_weights(const Conv2dShape& sh, const double* x, const double* dy,
+                               double* dw, double* db, double* ws);
+
+}  // namespace odyssey::kernels::detail
