@@ -55,6 +55,7 @@ struct WinoJob {
   const T* zero;  // winograd_row(len) zeros
   bool accumulate;
   std::size_t groups, tiles_h, tiles_w, block_tiles, row;
+  bool xi_outer;  // the loop order of winograd_block
 };
 
 /// Where the 4x4 input patches come from: tile t of image n covers source rows
@@ -163,26 +164,38 @@ template <class Tile, class T>
 HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::size_t ntiles, T* slot) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
-  T* v = slot;                                    // [block_tiles][16][row]
-  T* m = slot + j.block_tiles * 16 * j.row;       // [16][MR][G]
+  T* v = slot;                               // [block_tiles][16][row]
+  T* m = slot + j.block_tiles * 16 * j.row;  // see below
   const Patches<T> pt{j.src, j.src_h, j.src_w, j.len, j.tiles_h, j.tiles_w, j.pad, j.zero};
   for (std::size_t t = 0; t < ntiles; ++t)
     transform_input(d, pt, tile0 + t, 0, j.len, v + t * 16 * j.row, j.row);
+  auto gemm = [&](std::size_t grp, std::size_t xi, std::size_t t0, T* out, std::size_t out_stride) {
+    const std::size_t nrows = std::min(MR, ntiles - t0);
+    const T* rows[MR];
+    for (std::size_t i = 0; i < MR; ++i) rows[i] = v + ((t0 + std::min(i, nrows - 1)) * 16 + xi) * j.row;
+    hn::Vec<decltype(d)> acc[MR * NV];
+    for (auto& a : acc) a = hn::Zero(d);
+    tile_rows<MR, NV>(d, rows, j.u + (grp * 16 + xi) * j.len * G, j.len, acc);
+    for (std::size_t i = 0; i < MR; ++i)
+      for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * out_stride + k * L);
+  };
   for (std::size_t grp = 0; grp < j.groups; ++grp) {
     const std::size_t width = std::min(G, j.outs - grp * G);
-    for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) {
-      const std::size_t nrows = std::min(MR, ntiles - t0);
-      for (std::size_t xi = 0; xi < 16; ++xi) {
-        const T* rows[MR];
-        for (std::size_t i = 0; i < MR; ++i) rows[i] = v + ((t0 + std::min(i, nrows - 1)) * 16 + xi) * j.row;
-        hn::Vec<decltype(d)> acc[MR * NV];
-        for (auto& a : acc) a = hn::Zero(d);
-        tile_rows<MR, NV>(d, rows, j.u + (grp * 16 + xi) * j.len * G, j.len, acc);
-        for (std::size_t i = 0; i < MR; ++i)
-          for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, m + (xi * MR + i) * G + k * L);
+    if (j.xi_outer) {
+      // One xi at a time over the whole block, so its weights (len x G) are read from L2
+      // once per block; the products wait in m [16][block_tiles][G].
+      for (std::size_t xi = 0; xi < 16; ++xi)
+        for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) gemm(grp, xi, t0, m + (xi * j.block_tiles + t0) * G, G);
+      for (std::size_t t = 0; t < ntiles; ++t)
+        transform_output<Tile>(j, tile0 + t, m + t * G, j.block_tiles * G, grp, width);
+    } else {
+      // One register tile at a time through all 16 xi (the group's weights stay in L2);
+      // the products wait in m [16][MR][G], in L1.
+      for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) {
+        for (std::size_t xi = 0; xi < 16; ++xi) gemm(grp, xi, t0, m + xi * MR * G, G);
+        for (std::size_t i = 0; i < std::min(MR, ntiles - t0); ++i)
+          transform_output<Tile>(j, tile0 + t0 + i, m + i * G, MR * G, grp, width);
       }
-      for (std::size_t i = 0; i < nrows; ++i)
-        transform_output<Tile>(j, tile0 + t0 + i, m + i * G, MR * G, grp, width);
     }
   }
 }
@@ -191,10 +204,17 @@ HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::si
 /// channel grp*G + jj (zero past `outs`); `at(o, c, r, s)` reads the untransformed weight.
 template <class Tile, class T, class At>
 void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
-  constexpr std::size_t G = Tile::kGroup;
-  detail::parallel_items(detail::ceil_div(outs, G), [&](std::size_t grp) {
+  constexpr std::size_t G = Tile::kGroup, kBlock = 16;
+  // Items of one group by kBlock source channels. The 16 xi planes of a group lie len x G
+  // apart (64 KiB at layer 4: the same L1 set), so each channel's 16 x G results are
+  // gathered in `row` first and then copied out as 16 runs of G.
+  const std::size_t blocks = detail::ceil_div(len, kBlock);
+  detail::parallel_items(detail::ceil_div(outs, G) * blocks, [&](std::size_t item) {
+    const std::size_t grp = item / blocks, c_begin = (item % blocks) * kBlock;
+    const std::size_t c_end = std::min(len, c_begin + kBlock);
     T* dst = u + grp * 16 * len * G;
-    for (std::size_t c = 0; c < len; ++c)
+    HWY_ALIGN T row[16 * G];
+    for (std::size_t c = c_begin; c < c_end; ++c) {
       for (std::size_t jj = 0; jj < G; ++jj) {
         const std::size_t o = grp * G + jj;
         T t[4][3];  // G g
@@ -207,11 +227,15 @@ void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
           t[3][s] = g2;
         }
         for (std::size_t a = 0; a < 4; ++a) {  // (G g) G^T
-          const T e[4] = {t[a][0], T(0.5) * (t[a][0] + t[a][1] + t[a][2]),
-                          T(0.5) * (t[a][0] - t[a][1] + t[a][2]), t[a][2]};
-          for (std::size_t b = 0; b < 4; ++b) dst[((a * 4 + b) * len + c) * G + jj] = e[b];
+          row[(a * 4 + 0) * G + jj] = t[a][0];
+          row[(a * 4 + 1) * G + jj] = T(0.5) * (t[a][0] + t[a][1] + t[a][2]);
+          row[(a * 4 + 2) * G + jj] = T(0.5) * (t[a][0] - t[a][1] + t[a][2]);
+          row[(a * 4 + 3) * G + jj] = t[a][2];
         }
       }
+      for (std::size_t xi = 0; xi < 16; ++xi)
+        std::copy(row + xi * G, row + xi * G + G, dst + (xi * len + c) * G);
+    }
   });
 }
 
@@ -234,7 +258,8 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
   const std::size_t out_h = src_h + 2 * pad - 2, out_w = src_w + 2 * pad - 2;
   WinoJob<T> j{src, n, src_h, src_w, len, out, out_h, out_w, outs, static_cast<std::ptrdiff_t>(pad),
                u, bias ? bias_p : nullptr, zero, accumulate, groups, detail::ceil_div(out_h, 2),
-               detail::ceil_div(out_w, 2), 0, detail::winograd_row(len)};
+               detail::ceil_div(out_w, 2), 0, detail::winograd_row(len),
+               16 * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2};
   // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
   // that the worker loops stay balanced on small images (layer 4: 512 tiles at batch 128).
   const std::size_t tiles = n * j.tiles_h * j.tiles_w;

@@ -13,7 +13,8 @@ namespace odyssey::kernels::detail {
 //   U: transformed weights [groups][16][len][group width], round_up(outs, 64) * 16 * len
 //   bias: round_up(outs, 64); a row of winograd_row(len) zeros
 //   kWinogradSlots slots of: transformed input [block tiles][16][row], then the GEMM
-//   results of one register tile [16][rows * group width] (at most 16 * 384).
+//   results, [16][block tiles][group width] (when one group's transformed weights exceed
+//   kWinogradGroupWeightsL2 bytes) or [16][rows * group width] of one register tile.
 constexpr std::size_t kWinogradMaxGroup = 64;
 constexpr std::size_t kWinogradMaxTile = 384;
 /// Transformed-input elements per block: 48 Ki (192 KiB of float) keeps a block's input in
@@ -28,8 +29,14 @@ constexpr std::size_t winograd_max_block_tiles(std::size_t len) {
   return t < 12 ? 12 : (t > 96 ? 96 : t);
 }
 constexpr std::size_t winograd_slot_size(std::size_t len) {
-  return round_up(winograd_max_block_tiles(len) * 16 * winograd_row(len) + 16 * kWinogradMaxTile, 16);
+  const std::size_t t = winograd_max_block_tiles(len), one_tile = 16 * kWinogradMaxTile;
+  const std::size_t block = 16 * t * kWinogradMaxGroup;
+  return round_up(t * 16 * winograd_row(len) + (block > one_tile ? block : one_tile), 16);
 }
+/// Above this many bytes of transformed weights per output-channel group (16 x len x group
+/// width), forward and backward-data take one xi at a time over a block rather than one
+/// register tile at a time through all 16 xi.
+constexpr std::size_t kWinogradGroupWeightsL2 = 256 * 1024;
 
 /// Worker loops of one call, each with its own scratch slot in the workspace; a call uses
 /// min(kWinogradSlots, threads of the task arena) of them.
