@@ -234,4 +234,7 @@ BOOST_AUTO_TEST_CASE(automatic_takes_winograd_for_resnet_3x3_stride_1) {
   BOOST_TEST((ok::conv2d_automatic_algorithm(shape(128, 512, 4, 4, 512, 3, 3, 1, 1)) == ok::ConvAlgorithm::winograd));
   BOOST_TEST((ok::conv2d_automatic_algorithm(shape(128, 3, 32, 32, 64, 3, 3, 1, 1)) == ok::ConvAlgorithm::direct));
   BOOST_TEST((ok::conv2d_automatic_algorithm(shape(128, 64, 32, 32, 128, 3, 3, 2, 1)) == ok::ConvAlgorithm::direct));
+  // 1x1 outputs (layer 4 of an 8x8 input): a quarter of each Winograd tile would be used.
+  BOOST_TEST((ok::conv2d_automatic_algorithm(shape(2, 32, 1, 1, 32, 3, 3, 1, 1)) == ok::ConvAlgorithm::direct));
+  BOOST_TEST((ok::conv2d_automatic_algorithm(shape(2, 32, 2, 2, 32, 3, 3, 1, 1)) == ok::ConvAlgorithm::winograd));
 }

@@ -26,9 +26,9 @@ struct Conv2dShape {
 
 /// How the three passes compute a convolution. `direct`: the implicit GEMM, any
 /// shape. `winograd`: F(2x2, 3x3), 3x3 kernels with stride 1 and padding <= 2 only (2.25x
-/// fewer multiplies in all three passes). `automatic` takes Winograd
-/// where it applies and both channel counts are at least 16 (below that the transforms
-/// cost more than they save), the direct convolution elsewhere.
+/// fewer multiplies in all three passes). `automatic` takes Winograd where it applies, both
+/// channel counts are at least 16 (below that the transforms cost more than they save) and
+/// both output extents at least 2; the direct convolution elsewhere.
 enum class ConvAlgorithm { automatic, direct, winograd };
 
 /// Whether ConvAlgorithm::winograd can compute `shape`.
