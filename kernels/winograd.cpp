@@ -27,6 +27,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "winograd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -316,6 +317,38 @@ void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T*
 // Z (its group) into its slot: every dU element is summed by one task in one fixed order,
 // so the result does not depend on the thread count.
 
+/// Prefetches the cache lines of channels [c_begin, c_begin + count) of the lower right 2x2
+/// pixels of `tile`'s 4x4 patch: the rest of it belongs to the tiles before it in the same
+/// row and the row above, prefetched with them.
+template <class T>
+HWY_INLINE void prefetch_patch(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, std::size_t count) {
+  const std::size_t per_image = pt.tiles_h * pt.tiles_w, n = tile / per_image, t = tile % per_image;
+  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(2 * (t / pt.tiles_w)) - pt.pad;
+  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(2 * (t % pt.tiles_w)) - pt.pad;
+  constexpr std::size_t kLine = 64 / sizeof(T);
+  for (std::ptrdiff_t u = std::max<std::ptrdiff_t>(u0 + 2, 0); u < std::min<std::ptrdiff_t>(u0 + 4, static_cast<std::ptrdiff_t>(pt.h)); ++u)
+    for (std::ptrdiff_t w = std::max<std::ptrdiff_t>(v0 + 2, 0); w < std::min<std::ptrdiff_t>(v0 + 4, static_cast<std::ptrdiff_t>(pt.w)); ++w) {
+      const T* p = pt.src + ((n * pt.h + static_cast<std::size_t>(u)) * pt.w + static_cast<std::size_t>(w)) * pt.len + c_begin;
+      for (std::size_t c = 0; c < count; c += kLine) hwy::Prefetch(p + c);
+    }
+}
+
+/// Prefetches the cache lines of output channels [k_begin, k_begin + count) of `tile`'s 2x2
+/// outputs in dy [n][out_h][out_w][outs].
+template <class T>
+HWY_INLINE void prefetch_grad(const T* dy, std::size_t out_h, std::size_t out_w, std::size_t outs,
+                              std::size_t tiles_h, std::size_t tiles_w, std::size_t tile,
+                              std::size_t k_begin, std::size_t count) {
+  const std::size_t per_image = tiles_h * tiles_w, n = tile / per_image, t = tile % per_image;
+  const std::size_t oh = 2 * (t / tiles_w), ow = 2 * (t % tiles_w);
+  constexpr std::size_t kLine = 64 / sizeof(T);
+  for (std::size_t r = oh; r < std::min(out_h, oh + 2); ++r)
+    for (std::size_t s = ow; s < std::min(out_w, ow + 2); ++s) {
+      const T* p = dy + ((n * out_h + r) * out_w + s) * outs + k_begin;
+      for (std::size_t c = 0; c < count; c += kLine) hwy::Prefetch(p + c);
+    }
+}
+
 /// z[xi * xi_stride + j] = (A dY A^T)[xi] for output channels grp*G + j, j < G (zero past
 /// `width`), of `tile` of dy [n][out_h][out_w][outs].
 template <class Tile, class T>
@@ -382,7 +415,16 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, std::size_t grp
       transform_grad<Tile>(j.dy, sh.p(), sh.q(), sh.k, j.tiles_h, j.tiles_w, s0 + t, grp, width,
                            j.zero, z + t * G, S * G);
     }
+    // The GEMMs below are compute-bound and touch only the slot; meanwhile, prefetch what
+    // the next sub-chunk's transforms read (a burst of loads with little arithmetic, which
+    // otherwise waits on memory), a few tiles per xi.
+    const std::size_t next = s0 + S, next_end = std::min(tiles, next + S);
+    const std::size_t per_xi = detail::ceil_div(S, 16);
     for (std::size_t xi = 0; xi < 16; ++xi) {
+      for (std::size_t t = next + xi * per_xi; t < std::min(next_end, next + (xi + 1) * per_xi); ++t) {
+        prefetch_patch(pt, t, c_begin, crange);
+        prefetch_grad(j.dy, sh.p(), sh.q(), sh.k, j.tiles_h, j.tiles_w, t, grp * G, width);
+      }
       for (std::size_t c0 = c_begin; c0 < c_end; c0 += MR) {
         const std::size_t mr = std::min(MR, c_end - c0);
         T* out = j.du + (xi * sh.c + c0) * j.kp + grp * G;

@@ -43,7 +43,7 @@ std::vector<float> filled(std::size_t n, float v) { return std::vector<float>(n,
 
 enum class Pass { forward, backward_data, backward_weights };
 
-void bm_conv(benchmark::State& state, ConvCase cc, Pass pass) {
+void bm_conv(benchmark::State& state, ConvCase cc, Pass pass, ok::ConvAlgorithm algo) {
   const auto g = conv_shape(cc);
   odyssey::AlignedBuffer<float> x(g.x_size()), y(g.y_size()), w(g.w_size()), dw(g.w_size()),
       ws(ok::conv2d_workspace_size(g));
@@ -53,13 +53,13 @@ void bm_conv(benchmark::State& state, ConvCase cc, Pass pass) {
   for (auto _ : state) {
     switch (pass) {
       case Pass::forward:
-        ok::conv2d_forward(g, x.data(), w.data(), nullptr, y.data(), ws.data());
+        ok::conv2d_forward(g, x.data(), w.data(), nullptr, y.data(), ws.data(), algo);
         break;
       case Pass::backward_data:
-        ok::conv2d_backward_data(g, y.data(), w.data(), x.data(), ws.data());
+        ok::conv2d_backward_data(g, y.data(), w.data(), x.data(), ws.data(), false, algo);
         break;
       case Pass::backward_weights:
-        ok::conv2d_backward_weights(g, x.data(), y.data(), dw.data(), nullptr, ws.data());
+        ok::conv2d_backward_weights(g, x.data(), y.data(), dw.data(), nullptr, ws.data(), algo);
         break;
     }
     benchmark::ClobberMemory();
@@ -68,13 +68,21 @@ void bm_conv(benchmark::State& state, ConvCase cc, Pass pass) {
 }
 
 void register_convs() {
+  // conv2d/...: what a layer runs (ConvAlgorithm::automatic). conv2d_direct/...: the direct
+  // convolution where automatic picks Winograd, for the comparison. GFLOP/s count the direct
+  // convolution's FLOPs (2 x N x P x Q x K x C x R x S) either way.
   for (const auto& c : kConvs) {
-    for (auto [pass, label] : {std::pair{Pass::forward, "fwd"}, std::pair{Pass::backward_data, "bwd_data"},
-                               std::pair{Pass::backward_weights, "bwd_weights"}}) {
-      benchmark::RegisterBenchmark((std::string("conv2d/") + label + "/" + c.name).c_str(), bm_conv, c, pass)
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->MinTime(0.5);
+    const bool winograd = ok::conv2d_automatic_algorithm(conv_shape(c)) == ok::ConvAlgorithm::winograd;
+    for (auto [algo, prefix] : {std::pair{ok::ConvAlgorithm::automatic, "conv2d/"},
+                                std::pair{ok::ConvAlgorithm::direct, "conv2d_direct/"}}) {
+      if (algo == ok::ConvAlgorithm::direct && !winograd) continue;
+      for (auto [pass, label] : {std::pair{Pass::forward, "fwd"}, std::pair{Pass::backward_data, "bwd_data"},
+                                 std::pair{Pass::backward_weights, "bwd_weights"}}) {
+        benchmark::RegisterBenchmark((std::string(prefix) + label + "/" + c.name).c_str(), bm_conv, c, pass, algo)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime()
+            ->MinTime(0.5);
+      }
     }
   }
 }
