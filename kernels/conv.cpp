@@ -312,10 +312,10 @@ std::size_t conv2d_workspace_size(const Conv2dShape& sh) {
 bool conv2d_winograd_applies(const Conv2dShape& sh) { return detail::winograd_applies(sh); }
 
 ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
-  // The worker loops need a workspace slot each; an arena with more threads than slots
-  // runs the direct convolution rather than leave threads idle.
   // A 1-pixel-wide output would fill half of every 2x2 tile or less: 16 multiplies per
-  // tile for at most 2 outputs, where the direct convolution spends 9 per output.
+  // tile for at most 2 outputs, where the direct convolution spends 9 per output. The
+  // worker loops need a workspace slot each; an arena with more threads than slots runs
+  // the direct convolution rather than leave threads idle.
   return detail::winograd_applies(sh) && sh.c >= 16 && sh.k >= 16 && sh.p() >= 2 && sh.q() >= 2 &&
                  detail::arena_threads() <= detail::kWinogradSlots
              ? ConvAlgorithm::winograd

@@ -19,10 +19,11 @@
 //
 // A call splits the output tiles into blocks (at most kWinogradBlockBudget transformed input
 // elements each). Per block: transform the input patches of all its tiles into the slot's
-// buffer V [tile][xi][channel]; then for each group of output channels and each register
-// tile of kRows tiles, run the 16 GEMMs (the micro-kernel of the direct convolution,
-// conv-inl.h) into a small buffer M [xi][tile][channel] that stays in L1, and transform it
-// into the 2x2 outputs. Worker loops (one per slot) take blocks from a shared counter; each
+// buffer V [tile][xi][channel]; then for each group of output channels run the 16 GEMMs
+// (the micro-kernel of the direct convolution, conv-inl.h) into a buffer M, and transform M
+// into the 2x2 outputs. M holds one register tile of kRows tiles (all 16 xi, in L1), or, where
+// a group's transformed weights outgrow L2, the whole block (one xi at a time, so each xi's
+// weights are read once per block). Worker loops (one per slot) take blocks from a shared counter; each
 // output is computed by exactly one block, so results do not depend on the thread count.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "winograd.cpp"
@@ -32,8 +33,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <initializer_list>
 #include <cstddef>
+#include <initializer_list>
 
 #include "common.h"
 #include "conv-inl.h"
