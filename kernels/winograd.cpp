@@ -43,31 +43,61 @@
 HWY_BEFORE_NAMESPACE();
 namespace odyssey::kernels::HWY_NAMESPACE {
 
-/// One Winograd convolution: `src` [n][src_h][src_w][len] -> `out` [n][out_h][out_w][outs],
-/// out_h = src_h + 2*pad - 2 (likewise for the width).
-template <class T>
-struct WinoJob {
-  const T* src;
-  std::size_t n, src_h, src_w, len;
-  T* out;
-  std::size_t out_h, out_w, outs;
-  std::ptrdiff_t pad;
-  const T* u;     // packed [groups][16][len][kGroup]
-  const T* bias;  // packed [groups * kGroup] or null
-  const T* zero;  // winograd_row(len) zeros
-  bool accumulate;
-  std::size_t groups, tiles_h, tiles_w, block_tiles, row;
-  bool xi_outer;  // the loop order of winograd_block
+/// Calls body(item, slot) for every item in [0, items): min(kWinogradSlots, items, arena
+/// threads) worker loops, loop `slot` using scratch slot `slot`, take items from a shared
+/// counter. Which loop runs an item varies; what an item computes must not depend on it.
+template <class Body>
+void for_each_item_in_slots(std::size_t items, const Body& body) {
+  const std::size_t workers = std::min({detail::kWinogradSlots, items, detail::arena_threads()});
+  std::atomic<std::size_t> next{0};
+  detail::parallel_items(workers, [&](std::size_t slot) {
+    for (std::size_t item = next.fetch_add(1); item < items; item = next.fetch_add(1)) body(item, slot);
+  });
+}
+
+/// The 2x2 output tiles of a batch: tile t covers output rows 2*row + [0, 2) and columns
+/// 2*col + [0, 2) of image n, clipped to the out_h x out_w output.
+struct Grid {
+  std::size_t out_h, out_w, tiles_h, tiles_w;
+  Grid(std::size_t h, std::size_t w) : out_h(h), out_w(w), tiles_h(detail::ceil_div(h, 2)), tiles_w(detail::ceil_div(w, 2)) {}
+  struct Tile2x2 {
+    std::size_t n, oh, ow, rows, cols;  // image, top-left output pixel, valid rows and columns
+  };
+  [[nodiscard]] Tile2x2 at(std::size_t tile) const {
+    const std::size_t per_image = tiles_h * tiles_w, t = tile % per_image;
+    const std::size_t oh = 2 * (t / tiles_w), ow = 2 * (t % tiles_w);
+    return {tile / per_image, oh, ow, std::min<std::size_t>(2, out_h - oh), std::min<std::size_t>(2, out_w - ow)};
+  }
+  [[nodiscard]] std::size_t tiles(std::size_t n) const { return n * tiles_h * tiles_w; }
+  /// Offset of output pixel (n, oh, ow) in channels-last data with `channels` per pixel.
+  [[nodiscard]] std::size_t offset(std::size_t n, std::size_t oh, std::size_t ow, std::size_t channels) const {
+    return ((n * out_h + oh) * out_w + ow) * channels;
+  }
 };
 
-/// Where the 4x4 input patches come from: tile t of image n covers source rows
-/// 2*(t / tiles_w) - pad + [0, 4) and the same for columns.
+/// Where the 4x4 input patches come from: the patch of a tile whose outputs start at
+/// (oh, ow) covers source rows oh - pad + [0, 4) and the same for columns.
 template <class T>
 struct Patches {
   const T* src;  // [n][h][w][len]
-  std::size_t h, w, len, tiles_h, tiles_w;
+  std::size_t h, w, len;
   std::ptrdiff_t pad;
   const T* zero;  // a row of zeros read in place of pixels outside the image
+  Grid grid;      // the output tiles
+};
+
+/// One Winograd convolution: the patches of `in` -> `out` [n][grid.out_h][grid.out_w][outs],
+/// out_h = h + 2*pad - 2 (likewise for the width).
+template <class T>
+struct WinoJob {
+  Patches<T> in;
+  T* out;
+  std::size_t outs;
+  const T* u;     // packed [groups][16][len][kGroup]
+  const T* bias;  // packed [groups * kGroup] or null
+  bool accumulate;
+  std::size_t groups, block_tiles, row;
+  bool xi_outer;  // the loop order of winograd_block
 };
 
 /// v[xi * xi_stride + c'] = (B^T d B)[xi] for channels c_begin + c', c' in [0, count), of the
@@ -77,10 +107,9 @@ template <class D, class T>
 HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std::size_t c_begin,
                                 std::size_t count, T* HWY_RESTRICT v, std::size_t xi_stride) {
   constexpr std::size_t L = hn::MaxLanes(D());
-  const std::size_t per_image = pt.tiles_h * pt.tiles_w, n = tile / per_image, t = tile % per_image;
-  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(2 * (t / pt.tiles_w)) - pt.pad;
-  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(2 * (t % pt.tiles_w)) - pt.pad;
-  const T* image = pt.src + n * pt.h * pt.w * pt.len + c_begin;
+  const Grid::Tile2x2 at = pt.grid.at(tile);
+  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(at.oh) - pt.pad, v0 = static_cast<std::ptrdiff_t>(at.ow) - pt.pad;
+  const T* image = pt.src + at.n * pt.h * pt.w * pt.len + c_begin;
   const T* p[16];
   for (std::size_t a = 0; a < 4; ++a)
     for (std::size_t b = 0; b < 4; ++b) {
@@ -122,10 +151,9 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
                                  std::size_t mstride, std::size_t grp, std::size_t width) {
   const typename Tile::D d;
   constexpr std::size_t L = Tile::kLanes, G = Tile::kGroup;
-  const std::size_t per_image = j.tiles_h * j.tiles_w, n = tile / per_image, t = tile % per_image;
-  const std::size_t oh = 2 * (t / j.tiles_w), ow = 2 * (t % j.tiles_w);
-  const std::size_t rows = std::min<std::size_t>(2, j.out_h - oh), cols = std::min<std::size_t>(2, j.out_w - ow);
-  T* base = j.out + ((n * j.out_h + oh) * j.out_w + ow) * j.outs + grp * G;
+  const Grid& grid = j.in.grid;
+  const Grid::Tile2x2 at = grid.at(tile);
+  T* base = j.out + grid.offset(at.n, at.oh, at.ow, j.outs) + grp * G;
   for (std::size_t v = 0; v * L < width; ++v) {
     const std::size_t count = std::min(L, width - v * L);
     hn::Vec<decltype(d)> x[16];
@@ -147,9 +175,9 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
       const auto b = hn::Load(d, j.bias + grp * G + v * L);
       for (auto& e : y) e = hn::Add(e, b);
     }
-    for (std::size_t r = 0; r < rows; ++r)
-      for (std::size_t s = 0; s < cols; ++s) {
-        T* p = base + (r * j.out_w + s) * j.outs + v * L;
+    for (std::size_t r = 0; r < at.rows; ++r)
+      for (std::size_t s = 0; s < at.cols; ++s) {
+        T* p = base + (r * grid.out_w + s) * j.outs + v * L;
         auto e = y[r * 2 + s];
         if (count == L) {
           if (j.accumulate) e = hn::Add(e, hn::LoadU(d, p));
@@ -168,16 +196,15 @@ HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::si
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
   T* v = slot;                               // [block_tiles][16][row]
   T* m = slot + j.block_tiles * 16 * j.row;  // see below
-  const Patches<T> pt{j.src, j.src_h, j.src_w, j.len, j.tiles_h, j.tiles_w, j.pad, j.zero};
-  for (std::size_t t = 0; t < ntiles; ++t)
-    transform_input(d, pt, tile0 + t, 0, j.len, v + t * 16 * j.row, j.row);
+  const std::size_t len = j.in.len;
+  for (std::size_t t = 0; t < ntiles; ++t) transform_input(d, j.in, tile0 + t, 0, len, v + t * 16 * j.row, j.row);
   auto gemm = [&](std::size_t grp, std::size_t xi, std::size_t t0, T* out, std::size_t out_stride) {
     const std::size_t nrows = std::min(MR, ntiles - t0);
     const T* rows[MR];
     for (std::size_t i = 0; i < MR; ++i) rows[i] = v + ((t0 + std::min(i, nrows - 1)) * 16 + xi) * j.row;
     hn::Vec<decltype(d)> acc[MR * NV];
     for (auto& a : acc) a = hn::Zero(d);
-    tile_rows<MR, NV>(d, rows, j.u + (grp * 16 + xi) * j.len * G, j.len, acc);
+    tile_rows<MR, NV>(d, rows, j.u + (grp * 16 + xi) * len * G, len, acc);
     for (std::size_t i = 0; i < MR; ++i)
       for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * out_stride + k * L);
   };
@@ -257,27 +284,19 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
     std::fill(bias_p, bias_p + groups * G, T(0));
     std::copy(bias, bias + outs, bias_p);
   }
-  const std::size_t out_h = src_h + 2 * pad - 2, out_w = src_w + 2 * pad - 2;
-  WinoJob<T> j{src, n, src_h, src_w, len, out, out_h, out_w, outs, static_cast<std::ptrdiff_t>(pad),
-               u, bias ? bias_p : nullptr, zero, accumulate, groups, detail::ceil_div(out_h, 2),
-               detail::ceil_div(out_w, 2), 0, detail::winograd_row(len),
+  const Patches<T> in{src, src_h, src_w, len, static_cast<std::ptrdiff_t>(pad), zero,
+                      Grid(src_h + 2 * pad - 2, src_w + 2 * pad - 2)};
+  WinoJob<T> j{in, out, outs, u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_row(len),
                16 * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2};
   // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
   // that the worker loops stay balanced on small images (layer 4: 512 tiles at batch 128).
-  const std::size_t tiles = n * j.tiles_h * j.tiles_w;
+  const std::size_t tiles = in.grid.tiles(n);
   j.block_tiles = std::min(detail::winograd_max_block_tiles(len),
                            std::max(MR, detail::round_up(detail::ceil_div(tiles, 16), MR)));
-  const std::size_t blocks = detail::ceil_div(tiles, j.block_tiles);
-  const std::size_t workers = std::min({detail::kWinogradSlots, blocks,
-                                        detail::arena_threads()});
   const std::size_t slot_size = detail::winograd_slot_size(len);
-  std::atomic<std::size_t> next{0};
-  detail::parallel_items(workers, [&](std::size_t worker) {
-    T* slot = slots + worker * slot_size;
-    for (std::size_t b = next.fetch_add(1); b < blocks; b = next.fetch_add(1)) {
-      const std::size_t t0 = b * j.block_tiles;
-      winograd_block<Tile>(j, t0, std::min(j.block_tiles, tiles - t0), slot);
-    }
+  for_each_item_in_slots(detail::ceil_div(tiles, j.block_tiles), [&](std::size_t b, std::size_t slot) {
+    const std::size_t t0 = b * j.block_tiles;
+    winograd_block<Tile>(j, t0, std::min(j.block_tiles, tiles - t0), slots + slot * slot_size);
   });
 }
 
@@ -323,9 +342,9 @@ void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T*
 /// row and the row above, prefetched with them.
 template <class T>
 HWY_INLINE void prefetch_patch(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, std::size_t count) {
-  const std::size_t per_image = pt.tiles_h * pt.tiles_w, n = tile / per_image, t = tile % per_image;
-  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(2 * (t / pt.tiles_w)) - pt.pad;
-  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(2 * (t % pt.tiles_w)) - pt.pad;
+  const Grid::Tile2x2 at = pt.grid.at(tile);
+  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(at.oh) - pt.pad, v0 = static_cast<std::ptrdiff_t>(at.ow) - pt.pad;
+  const std::size_t n = at.n;
   constexpr std::size_t kLine = 64 / sizeof(T);
   for (std::ptrdiff_t u = std::max<std::ptrdiff_t>(u0 + 2, 0); u < std::min<std::ptrdiff_t>(u0 + 4, static_cast<std::ptrdiff_t>(pt.h)); ++u)
     for (std::ptrdiff_t w = std::max<std::ptrdiff_t>(v0 + 2, 0); w < std::min<std::ptrdiff_t>(v0 + 4, static_cast<std::ptrdiff_t>(pt.w)); ++w) {
@@ -337,15 +356,13 @@ HWY_INLINE void prefetch_patch(const Patches<T>& pt, std::size_t tile, std::size
 /// Prefetches the cache lines of output channels [k_begin, k_begin + count) of `tile`'s 2x2
 /// outputs in dy [n][out_h][out_w][outs].
 template <class T>
-HWY_INLINE void prefetch_grad(const T* dy, std::size_t out_h, std::size_t out_w, std::size_t outs,
-                              std::size_t tiles_h, std::size_t tiles_w, std::size_t tile,
+HWY_INLINE void prefetch_grad(const T* dy, const Grid& grid, std::size_t outs, std::size_t tile,
                               std::size_t k_begin, std::size_t count) {
-  const std::size_t per_image = tiles_h * tiles_w, n = tile / per_image, t = tile % per_image;
-  const std::size_t oh = 2 * (t / tiles_w), ow = 2 * (t % tiles_w);
+  const Grid::Tile2x2 at = grid.at(tile);
   constexpr std::size_t kLine = 64 / sizeof(T);
-  for (std::size_t r = oh; r < std::min(out_h, oh + 2); ++r)
-    for (std::size_t s = ow; s < std::min(out_w, ow + 2); ++s) {
-      const T* p = dy + ((n * out_h + r) * out_w + s) * outs + k_begin;
+  for (std::size_t r = 0; r < at.rows; ++r)
+    for (std::size_t s = 0; s < at.cols; ++s) {
+      const T* p = dy + grid.offset(at.n, at.oh + r, at.ow + s, outs) + k_begin;
       for (std::size_t c = 0; c < count; c += kLine) hwy::Prefetch(p + c);
     }
 }
@@ -353,18 +370,16 @@ HWY_INLINE void prefetch_grad(const T* dy, std::size_t out_h, std::size_t out_w,
 /// z[xi * xi_stride + j] = (A dY A^T)[xi] for output channels grp*G + j, j < G (zero past
 /// `width`), of `tile` of dy [n][out_h][out_w][outs].
 template <class Tile, class T>
-HWY_INLINE void transform_grad(const T* dy, std::size_t out_h, std::size_t out_w, std::size_t outs,
-                               std::size_t tiles_h, std::size_t tiles_w, std::size_t tile,
+HWY_INLINE void transform_grad(const T* dy, const Grid& grid, std::size_t outs, std::size_t tile,
                                std::size_t grp, std::size_t width, const T* zero, T* HWY_RESTRICT z,
                                std::size_t xi_stride) {
   const typename Tile::D d;
   constexpr std::size_t L = Tile::kLanes, NV = Tile::kVectors, G = Tile::kGroup;
-  const std::size_t per_image = tiles_h * tiles_w, n = tile / per_image, t = tile % per_image;
-  const std::size_t oh = 2 * (t / tiles_w), ow = 2 * (t % tiles_w);
-  const std::size_t rows = std::min<std::size_t>(2, out_h - oh), cols = std::min<std::size_t>(2, out_w - ow);
-  const T* p0 = dy + ((n * out_h + oh) * out_w + ow) * outs + grp * G;
-  const T* p[4] = {p0, cols > 1 ? p0 + outs : zero, rows > 1 ? p0 + out_w * outs : zero,
-                   rows > 1 && cols > 1 ? p0 + (out_w + 1) * outs : zero};
+  const Grid::Tile2x2 at = grid.at(tile);
+  const T* p0 = dy + grid.offset(at.n, at.oh, at.ow, outs) + grp * G;
+  const std::size_t below = grid.out_w * outs;
+  const T* p[4] = {p0, at.cols > 1 ? p0 + outs : zero, at.rows > 1 ? p0 + below : zero,
+                   at.rows > 1 && at.cols > 1 ? p0 + below + outs : zero};
   HWY_UNROLL(NV)
   for (std::size_t v = 0; v < NV; ++v) {
     const std::size_t lanes = v * L < width ? std::min(L, width - v * L) : 0;
@@ -390,11 +405,10 @@ HWY_INLINE void transform_grad(const T* dy, std::size_t out_h, std::size_t out_w
 template <class T>
 struct WinoGradJob {
   const Conv2dShape* sh;
-  const T* x;
+  Patches<T> x;   // zero: winograd_row(max(C, K)) zeros, also read for dy outside the output
   const T* dy;
   T* du;          // [16][C][kp]
-  const T* zero;  // winograd_row(max(C, K)) zeros
-  std::size_t kp, tiles_h, tiles_w, sub_tiles;
+  std::size_t kp, sub_tiles;
 };
 
 /// dU for output group `grp`, input channels [c_begin, c_end), all 16 xi.
@@ -405,16 +419,15 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, std::size_t grp
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
   const Conv2dShape& sh = *j.sh;
   const std::size_t crange = c_end - c_begin, crow = detail::winograd_row(crange), S = j.sub_tiles;
-  const std::size_t width = std::min(G, sh.k - grp * G), tiles = sh.n * j.tiles_h * j.tiles_w;
-  T* v = slot;                // [16][S][crow]
+  const std::size_t width = std::min(G, sh.k - grp * G), tiles = j.x.grid.tiles(sh.n);
+  T* v = slot;                  // [16][S][crow]
   T* z = slot + 16 * S * crow;  // [16][S][G]
-  const Patches<T> pt{j.x, sh.h, sh.w, sh.c, j.tiles_h, j.tiles_w, static_cast<std::ptrdiff_t>(sh.pad), j.zero};
+  const Patches<T>& pt = j.x;
   for (std::size_t s0 = 0; s0 < tiles; s0 += S) {
     const std::size_t nt = std::min(S, tiles - s0);
     for (std::size_t t = 0; t < nt; ++t) {
       transform_input(d, pt, s0 + t, c_begin, crange, v + t * crow, S * crow);
-      transform_grad<Tile>(j.dy, sh.p(), sh.q(), sh.k, j.tiles_h, j.tiles_w, s0 + t, grp, width,
-                           j.zero, z + t * G, S * G);
+      transform_grad<Tile>(j.dy, pt.grid, sh.k, s0 + t, grp, width, pt.zero, z + t * G, S * G);
     }
     // The GEMMs below are compute-bound and touch only the slot; meanwhile, prefetch what
     // the next sub-chunk's transforms read (a burst of loads with little arithmetic, which
@@ -424,7 +437,7 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, std::size_t grp
     for (std::size_t xi = 0; xi < 16; ++xi) {
       for (std::size_t t = next + xi * per_xi; t < std::min(next_end, next + (xi + 1) * per_xi); ++t) {
         prefetch_patch(pt, t, c_begin, crange);
-        prefetch_grad(j.dy, sh.p(), sh.q(), sh.k, j.tiles_h, j.tiles_w, t, grp * G, width);
+        prefetch_grad(j.dy, pt.grid, sh.k, t, grp * G, width);
       }
       for (std::size_t c0 = c_begin; c0 < c_end; c0 += MR) {
         const std::size_t mr = std::min(MR, c_end - c0);
@@ -451,23 +464,18 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
   T* zero = du + 16 * sh.c * detail::round_up(sh.k, detail::kWinogradMaxGroup);
   T* slots = zero + detail::winograd_row(std::max(sh.c, sh.k));
   std::fill(zero, slots, T(0));
-  const WinoGradJob<T> job{&sh, x, dy, du, zero, kp, detail::ceil_div(sh.p(), 2), detail::ceil_div(sh.q(), 2),
-                           detail::kWinogradGradSubTiles};
+  const Patches<T> patches{x, sh.h, sh.w, sh.c, static_cast<std::ptrdiff_t>(sh.pad), zero, Grid(sh.p(), sh.q())};
+  const WinoGradJob<T> job{&sh, patches, dy, du, kp, detail::kWinogradGradSubTiles};
   // At least two tasks for two threads: with one output group, two input-channel ranges cut
   // at a multiple of 16 (whole vectors for the input transform).
-  const std::size_t splits = groups < 2 && sh.c > 16 ? 2 : 1, tasks = groups * splits;
+  const std::size_t splits = groups < 2 && sh.c > 16 ? 2 : 1;
   const std::size_t per_split = detail::round_up(detail::ceil_div(sh.c, splits), 16);
-  const std::size_t workers = std::min({detail::kWinogradSlots, tasks, detail::arena_threads()});
   const std::size_t slot_size = detail::winograd_grad_slot_size(sh.c);
-  std::atomic<std::size_t> next{0};
-  detail::parallel_items(workers, [&](std::size_t worker) {
-    T* slot = slots + worker * slot_size;
-    for (std::size_t item = next.fetch_add(1); item < tasks; item = next.fetch_add(1)) {
-      const std::size_t grp = item / splits, part = item % splits;
-      const std::size_t c_begin = std::min(sh.c, part * per_split);
-      const std::size_t c_end = std::min(sh.c, c_begin + per_split);
-      if (c_begin < c_end) winograd_weights_task<Tile>(job, grp, c_begin, c_end, slot);
-    }
+  for_each_item_in_slots(groups * splits, [&](std::size_t item, std::size_t slot) {
+    const std::size_t grp = item / splits, part = item % splits;
+    const std::size_t c_begin = std::min(sh.c, part * per_split);
+    const std::size_t c_end = std::min(sh.c, c_begin + per_split);
+    if (c_begin < c_end) winograd_weights_task<Tile>(job, grp, c_begin, c_end, slots + slot * slot_size);
   });
   // dw[k][c] += G^T dU[c][k] G, in blocks of 16 output channels: for each c, the block's
   // 16 values of every dU[xi][c] are one cache line.
