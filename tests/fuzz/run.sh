@@ -18,6 +18,12 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(cifar idx safetensors png)
 # Limits: an input may not make a reader hold more than 256 MB at once (header-driven
 # allocations), nor the process grow past 1 GB.
+# The llvm-19 symbolizer by path (scripts/bootstrap.sh installs llvm-19): another version on
+# PATH cannot symbolize clang 19's reports.
+sym=external_symbolizer_path=/usr/lib/llvm-19/bin/llvm-symbolizer
+[ -x /usr/lib/llvm-19/bin/llvm-symbolizer ] || {
+  echo "fuzz: /usr/lib/llvm-19/bin/llvm-symbolizer is missing (install llvm-19; scripts/bootstrap.sh does)" >&2; exit 2; }
+export UBSAN_OPTIONS="print_stacktrace=1:$sym"
 limits=(-rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=20)
 status=0
 mkdir -p "$work"
@@ -27,7 +33,7 @@ for t in "${targets[@]}"; do
   dirs=("$root/tests/fuzz/corpus/$t")
   [ -d "$root/tests/fuzz/regressions/$t" ] && dirs+=("$root/tests/fuzz/regressions/$t")
   if [ "$mode" = replay ]; then
-    if ASAN_OPTIONS=detect_leaks=1 "$exe" "${limits[@]}" -runs=0 "${dirs[@]}" > "$work/replay-$t.log" 2>&1; then
+    if ASAN_OPTIONS="detect_leaks=1:$sym" "$exe" "${limits[@]}" -runs=0 "${dirs[@]}" > "$work/replay-$t.log" 2>&1; then
       echo "fuzz replay $t: $(find "${dirs[@]}" -type f | wc -l) inputs, no findings"
     else
       echo "fuzz replay $t: FAILED"; tail -40 "$work/replay-$t.log"; status=1
@@ -36,7 +42,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$work/corpus/$t" "$work/crashes"
     echo "fuzz $t for ${seconds}s ..."
     set +e
-    ASAN_OPTIONS=detect_leaks=1 "$exe" "${limits[@]}" -max_total_time="$seconds" -print_final_stats=1 \
+    ASAN_OPTIONS="detect_leaks=1:$sym" "$exe" "${limits[@]}" -max_total_time="$seconds" -print_final_stats=1 \
       -artifact_prefix="$work/crashes/$t-" "$work/corpus/$t" "${dirs[@]}" > "$work/$t.log" 2>&1
     rc=$?
     set -e
