@@ -12,6 +12,7 @@ module;
 #include <mutex>
 #include <stop_token>
 #include <thread>
+#include <string>
 #include <utility>
 #include <vector>
 #include <fmt/format.h>
@@ -32,6 +33,7 @@ struct LoaderOptions {
 /// One batch: `size` samples, each [H, W, C] channels-last float (normalised), then labels.
 struct Batch {
   std::size_t size = 0;
+  std::size_t channels = 0, height = 0, width = 0;  // of each sample
   std::vector<float> pixels;         // size * H * W * C
   std::vector<std::int32_t> labels;  // size
 };
@@ -87,6 +89,9 @@ class BatchLoader {
     if (produced_ <= consumed_) std::rethrow_exception(error_);
     Batch& slot = slots_[consumed_ % slots_.size()];
     out.size = slot.size;
+    out.channels = slot.channels;
+    out.height = slot.height;
+    out.width = slot.width;
     out.pixels.swap(slot.pixels);
     out.labels.swap(slot.labels);
     ++consumed_;
@@ -136,6 +141,9 @@ class BatchLoader {
     // loss an out-of-range class (the file loaders have checked theirs already).
     const std::size_t classes = data_.class_names.empty() ? 256 : data_.class_names.size();
     out.size = n;
+    out.channels = data_.channels;
+    out.height = data_.height;
+    out.width = data_.width;
     out.pixels.resize(n * sample);
     out.labels.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
@@ -166,5 +174,29 @@ class BatchLoader {
   std::exception_ptr error_;  // guarded by mutex_
   std::jthread worker_;       // last: stops before the members it uses are destroyed
 };
+
+/// Throws ShapeError unless the images of `data` have the model's input shape S ([C, H, W]);
+/// `what` names the model in the message. Run before training, evaluation or prediction.
+template <ImageShape S>
+void expect_images(const Dataset& data, const std::string& what) {
+  if (data.channels != S::extents[0] || data.height != S::extents[1] || data.width != S::extents[2])
+    throw ShapeError(fmt::format("{} holds {}x{}x{} images (channels x height x width), but {} takes {}",
+                                 data.name.empty() ? std::string("the dataset") : "dataset '" + data.name + "'",
+                                 data.channels, data.height, data.width, what, S::str()));
+}
+
+/// The one way untyped pixels become a typed activation: copies `batch` into `x` (resized to
+/// the batch) after checking that its samples are S, else ShapeError naming both shapes and
+/// nothing is written.
+template <ImageShape S>
+void copy_batch(const Batch& batch, Activation<float, S>& x) {
+  if (batch.channels != S::extents[0] || batch.height != S::extents[1] || batch.width != S::extents[2] ||
+      batch.pixels.size() != batch.size * S::size)
+    throw ShapeError(fmt::format("a batch of {} images of {}x{}x{} ({} values) cannot fill a batch of {}",
+                                 batch.size, batch.channels, batch.height, batch.width, batch.pixels.size(),
+                                 S::str()));
+  x.resize(batch.size);
+  std::copy(batch.pixels.begin(), batch.pixels.end(), x.data());
+}
 
 }  // namespace odyssey

@@ -1,4 +1,4 @@
-// ReLU, and the residual join: y = a + b, or y = max(a + b, 0), of two same-shaped inputs.
+// ReLU, and Identity (the shortcut of a residual block whose shapes do not change).
 module;
 #include <cstddef>
 #include <string>
@@ -6,10 +6,13 @@ export module odyssey.layers:activation;
 import odyssey.tensor;
 import odyssey.kernels;
 import :context;
-import :conv;  // detail::expect_forward
+import :gradient;
+import :saved;
 
 export namespace odyssey {
 
+/// y = max(x, 0). Right after a BatchNorm2d in a Sequential or Chain, the composition runs
+/// it inside the batch norm's output pass instead (the same function, one pass less).
 template <class T, ShapeType S>
 class ReLU {
  public:
@@ -26,15 +29,12 @@ class ReLU {
     return y_;
   }
 
-  /// dx = dy where the output was positive (dx may be dy).
-  void backward(const Activation<T, S>& dy, Activation<T, S>* dx, Context<T>&) {
+  /// dx += dy where the output was positive.
+  void backward(const Activation<T, S>& dy, Grad<T, S> dx, Context<T>& ctx) {
     detail::expect_forward(y_.batch() ? &y_ : nullptr, y_.batch(), dy.batch(), "ReLU");
-    if (!dx) return;
-    dx->resize(dy.batch());
-    kernels::relu_backward(dy.size(), y_.data(), dy.data(), dx->data());
+    dx.add_written(dy.batch(), ctx, [&](T* out) { kernels::relu_backward(dy.size(), y_.data(), dy.data(), out); });
   }
 
-  [[nodiscard]] const Activation<T, S>& output() const noexcept { return y_; }
   template <class F>
   void visit_state(const std::string&, F&&) {}
 
@@ -42,50 +42,24 @@ class ReLU {
   Activation<T, S> y_;
 };
 
-/// The residual join of a main branch (shape A) and a shortcut (shape B). The shapes must
-/// be equal: a mismatch is a `layer wiring:` compile error naming both.
-template <class T, ShapeType A, ShapeType B, bool Relu = true>
-class ResidualAdd {
-  static_assert(LayerWiring<A, B, ResidualAdd>::ok);
-
+/// y = x: its forward returns its input itself, so nothing is copied.
+template <class T, ShapeType S>
+class Identity {
  public:
   using value_type = T;
-  using input_shape = A;
-  using shortcut_shape = B;
-  using output_shape = A;
+  using input_shape = S;
+  using output_shape = S;
 
-  ResidualAdd() = default;
-  explicit ResidualAdd(Rng&) {}
+  Identity() = default;
+  explicit Identity(Rng&) {}
 
-  const Activation<T, A>& forward(const Activation<T, A>& a, const Activation<T, B>& b, Context<T>&) {
-    b.expect_batch(a.batch(), "ResidualAdd shortcut");
-    y_.resize(a.batch());
-    if constexpr (Relu) {
-      kernels::add_relu_forward(a.size(), a.data(), b.data(), y_.data());
-    } else {
-      kernels::add_forward(a.size(), a.data(), b.data(), y_.data());
-    }
-    return y_;
-  }
+  const Activation<T, S>& forward(const Activation<T, S>& x, Context<T>&) { return x; }
 
-  /// The gradient of both inputs is the same: dy, masked by the ReLU when there is one.
-  /// Writes it once into `dsum` (which may be dy); the caller routes it to both branches.
-  void backward(const Activation<T, A>& dy, Activation<T, A>& dsum, Context<T>&) {
-    detail::expect_forward(y_.batch() ? &y_ : nullptr, y_.batch(), dy.batch(), "ResidualAdd");
-    dsum.resize(dy.batch());
-    if constexpr (Relu) {
-      kernels::relu_backward(dy.size(), y_.data(), dy.data(), dsum.data());
-    } else if (dsum.data() != dy.data()) {
-      for (std::size_t i = 0; i < dy.size(); ++i) dsum.data()[i] = dy.data()[i];
-    }
-  }
+  /// dx += dy.
+  void backward(const Activation<T, S>& dy, Grad<T, S> dx, Context<T>&) { dx.add(dy); }
 
-  [[nodiscard]] const Activation<T, A>& output() const noexcept { return y_; }
   template <class F>
   void visit_state(const std::string&, F&&) {}
-
- private:
-  Activation<T, A> y_;
 };
 
 }  // namespace odyssey

@@ -1,7 +1,8 @@
 // BatchNorm2d as PyTorch's (momentum 0.1, eps 1e-5, weight 1, bias 0, running mean 0 and
-// variance 1, num_batches_tracked), optionally finished in the same pass over memory by a
-// ReLU, or by a residual add and a ReLU (the end of a ResNet block).
+// variance 1, num_batches_tracked), with join hooks that let a composition finish it in the
+// same pass over memory with a ReLU, or a residual add and a ReLU (the end of a ResNet block).
 module;
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -10,16 +11,18 @@ import odyssey.tensor;
 import odyssey.kernels;
 import :context;
 import :state;
-import :conv;  // detail::expect_forward
+import :gradient;
+import :saved;
 
 export namespace odyssey {
 
-/// What follows the normalisation inside the layer, in the same pass: nothing, a ReLU, or
-/// the residual join y = relu(bn(x) + shortcut).
-enum class Post { none, relu, add_relu };
-
 /// x: [N, C, H, W] -> y: [N, C, H, W], per-channel statistics over (N, H, W).
-template <class T, ImageShape S, Post P = Post::none>
+///
+/// Besides the layer contract it offers the join hooks a composition uses to finish the
+/// normalisation in the same pass over memory: y = relu(bn(x)) when a ReLU follows it in a
+/// Sequential or Chain, and y = relu(bn(x) + shortcut) or bn(x) + shortcut when it ends the
+/// main branch of a Residual. Users' types never name the fusion.
+template <class T, ImageShape S>
 class BatchNorm2d {
  public:
   using value_type = T;
@@ -47,52 +50,60 @@ class BatchNorm2d {
     num_batches_tracked = 0;
   }
 
-  const Activation<T, S>& forward(const Activation<T, S>& x, Context<T>& ctx)
-    requires(P != Post::add_relu)
-  {
-    return forward_impl(x, nullptr, ctx);
+  const Activation<T, S>& forward(const Activation<T, S>& x, Context<T>& ctx) {
+    return forward_join(x, nullptr, false, ctx);
   }
 
-  /// y = relu(bn(x) + shortcut).
-  const Activation<T, S>& forward(const Activation<T, S>& x, const Activation<T, S>& shortcut, Context<T>& ctx)
-    requires(P == Post::add_relu)
-  {
-    shortcut.expect_batch(x.batch(), "BatchNorm2d residual");
-    return forward_impl(x, shortcut.data(), ctx);
+  /// Adds dgamma and dbeta, and the input gradient into dx. Uses the statistics of the mode
+  /// the forward pass ran in.
+  void backward(const Activation<T, S>& dy, Grad<T, S> dx, Context<T>& ctx) {
+    backward_join(dy, dx, nullptr, false, ctx);
   }
 
-  /// Adds dgamma and dbeta; writes dx (which may be dy itself). Uses the statistics of the
-  /// mode the forward pass ran in.
-  void backward(const Activation<T, S>& dy, Activation<T, S>* dx, Context<T>& ctx)
-    requires(P != Post::add_relu)
-  {
+  /// Join hook: y = bn(x), plus `residual` when given, then max(., 0) when `relu`.
+  const Activation<T, S>& forward_join(const Activation<T, S>& x, const Activation<T, S>* residual, bool relu,
+                                       Context<T>& ctx) {
+    if (residual) residual->expect_batch(x.batch(), "BatchNorm2d residual");
+    return forward_impl(x, residual ? residual->data() : nullptr, relu, ctx);
+  }
+
+  /// Join hook, the backward of forward_join with the same `relu`: the join's gradient (dy
+  /// masked by the ReLU, or dy) is written to `djoin` when given (the residual's gradient),
+  /// and its normalisation backward added into dx.
+  void backward_join(const Activation<T, S>& dy, Grad<T, S> dx, Activation<T, S>* djoin, bool relu,
+                     Context<T>& ctx) {
+    const auto& x = x_.get(dy.batch(), "BatchNorm2d");
+    const std::size_t n = dy.batch();
     auto slot = ctx.scratch.take();
     Activation<T, S> tmp;
-    if (!dx) {
-      tmp = slot.template view<S>(dy.batch());
-      dx = &tmp;
-    }
-    dx->resize(dy.batch());
+    auto scratch = [&] {
+      if (tmp.batch() == 0) tmp = slot.template view<S>(n);
+      return tmp.data();
+    };
     const T* g = dy.data();
-    if constexpr (P == Post::relu) {
-      kernels::relu_backward(dy.size(), y_.data(), dy.data(), dx->data());
-      g = dx->data();
+    T* masked = nullptr;
+    if (relu) {
+      if (djoin) {
+        djoin->resize(n);
+        masked = djoin->data();
+      } else if (T* own = dx.empty_buffer(n)) {
+        masked = own;  // normalised in place below
+      } else {
+        masked = scratch();
+      }
+      kernels::relu_backward(dy.size(), y_.data(), dy.data(), masked);
+      g = masked;
+    } else if (djoin) {
+      djoin->resize(n);
+      std::copy_n(dy.data(), dy.size(), djoin->data());
     }
-    normalisation_backward(g, dy.batch(), *dx);
+    if (dx) {
+      dx.add_written(n, ctx, [&](T* out) { normalisation_backward(x, g, n, out); });
+    } else {
+      // The parameters' gradients are still wanted; the input's goes to scratch.
+      normalisation_backward(x, g, n, relu && !djoin ? masked : scratch());
+    }
   }
-
-  /// The add+ReLU variant: `dshortcut` receives the gradient of the join (dy masked by the
-  /// ReLU), which is the shortcut's gradient and the input of the normalisation's backward.
-  void backward(const Activation<T, S>& dy, Activation<T, S>& dx, Activation<T, S>& dshortcut, Context<T>&)
-    requires(P == Post::add_relu)
-  {
-    dshortcut.resize(dy.batch());
-    dx.resize(dy.batch());
-    kernels::relu_backward(dy.size(), y_.data(), dy.data(), dshortcut.data());
-    normalisation_backward(dshortcut.data(), dy.batch(), dx);
-  }
-
-  [[nodiscard]] const Activation<T, S>& output() const noexcept { return y_; }
 
   template <class F>
   void visit_state(const std::string& prefix, F&& f) {
@@ -105,9 +116,8 @@ class BatchNorm2d {
   }
 
  private:
-  const Activation<T, S>& forward_impl(const Activation<T, S>& x, const T* residual, Context<T>& ctx) {
+  const Activation<T, S>& forward_impl(const Activation<T, S>& x, const T* residual, bool relu, Context<T>& ctx) {
     const kernels::BatchNormShape s{x.batch() * S::extents[1] * S::extents[2], channels};
-    constexpr bool relu = P != Post::none;
     y_.resize(x.batch());
     if (ctx.mode == Mode::training) {
       if (s.m < 2)
@@ -124,27 +134,26 @@ class BatchNorm2d {
                                            running_mean.data(), running_var.data(), eps, y_.data(),
                                            residual, relu);
     }
-    x_ = &x;
+    x_.save(x);
     mode_ = ctx.mode;
     return y_;
   }
 
-  void normalisation_backward(const T* g, std::size_t batch, Activation<T, S>& dx) {
-    detail::expect_forward(x_, x_ ? x_->batch() : 0, batch, "BatchNorm2d");
+  void normalisation_backward(const Activation<T, S>& x, const T* g, std::size_t batch, T* dx) {
     const kernels::BatchNormShape s{batch * S::extents[1] * S::extents[2], channels};
     ws_.resize(kernels::batchnorm_workspace_size(s));
     if (mode_ == Mode::training) {
-      kernels::batchnorm_backward_training(s, x_->data(), g, weight.value.data(), mean_.data(), rstd_.data(),
-                                           dx.data(), weight.grad.data(), bias.grad.data(), ws_.data());
+      kernels::batchnorm_backward_training(s, x.data(), g, weight.value.data(), mean_.data(), rstd_.data(),
+                                           dx, weight.grad.data(), bias.grad.data(), ws_.data());
     } else {
-      kernels::batchnorm_backward_inference(s, x_->data(), g, weight.value.data(), running_mean.data(),
-                                            running_var.data(), eps, dx.data(), weight.grad.data(),
+      kernels::batchnorm_backward_inference(s, x.data(), g, weight.value.data(), running_mean.data(),
+                                            running_var.data(), eps, dx, weight.grad.data(),
                                             bias.grad.data(), ws_.data());
     }
   }
 
   Activation<T, S> y_;
-  const Activation<T, S>* x_ = nullptr;
+  detail::SavedInput<T, S> x_;
   Mode mode_ = Mode::training;
   Tensor<T, vector_shape> mean_, rstd_;  // saved by the training forward pass
   AlignedBuffer<double> ws_;

@@ -9,21 +9,13 @@ import odyssey.tensor;
 import odyssey.kernels;
 import :context;
 import :state;
+import :gradient;
+import :saved;
 
 export namespace odyssey {
 
 namespace detail {
 struct NoBias {};
-
-/// Throws unless a backward pass has the forward pass it belongs to.
-inline void expect_forward(const void* cached, std::size_t cached_batch, std::size_t batch,
-                           const char* layer) {
-  if (!cached)
-    throw Error(std::string(layer) + ": backward called without a training-mode forward pass");
-  if (cached_batch != batch)
-    throw ShapeError(std::string(layer) + ": backward got a batch of " + std::to_string(batch) +
-                     " but the forward pass saw " + std::to_string(cached_batch));
-}
 }  // namespace detail
 
 /// x: [N, C, H, W] -> y: [N, K, P, Q] with P = (H + 2*Pad - Kernel)/Stride + 1.
@@ -54,27 +46,22 @@ class Conv2d {
     y_.resize(x.batch());
     kernels::conv2d_forward(geometry(x.batch()), x.data(), weight.value.data(), bias_data(),
                             y_.data(), ws_.data());
-    x_ = ctx.mode == Mode::training ? &x : nullptr;
+    if (ctx.mode == Mode::training) x_.save(x);
+    else x_.clear();
     return y_;
   }
 
-  /// Adds the weight (and bias) gradients; writes dx unless it is null (or adds to it when
-  /// `accumulate`, for inputs that feed more than one branch).
-  void backward(const Activation<T, output_shape>& dy, Activation<T, In>* dx, Context<T>&,
-                bool accumulate = false) {
-    detail::expect_forward(x_, x_ ? x_->batch() : 0, dy.batch(), "Conv2d");
+  /// Adds the weight (and bias) gradients, and the input gradient into dx.
+  void backward(const Activation<T, output_shape>& dy, Grad<T, In> dx, Context<T>&) {
+    const auto& x = x_.get(dy.batch(), "Conv2d");
     const auto g = geometry(dy.batch());
     T* db = nullptr;
     if constexpr (HasBias) db = bias.grad.data();
-    kernels::conv2d_backward_weights(g, x_->data(), dy.data(), weight.grad.data(), db, ws_.data());
-    if (dx) {
-      if (!accumulate) dx->resize(dy.batch());
-      dx->expect_batch(dy.batch(), "Conv2d input gradient");
-      kernels::conv2d_backward_data(g, dy.data(), weight.value.data(), dx->data(), ws_.data(), accumulate);
-    }
+    kernels::conv2d_backward_weights(g, x.data(), dy.data(), weight.grad.data(), db, ws_.data());
+    dx.add(dy.batch(), [&](T* out, bool accumulate) {
+      kernels::conv2d_backward_data(g, dy.data(), weight.value.data(), out, ws_.data(), accumulate);
+    });
   }
-
-  [[nodiscard]] const Activation<T, output_shape>& output() const noexcept { return y_; }
 
   template <class F>
   void visit_state(const std::string& prefix, F&& f) {
@@ -92,7 +79,7 @@ class Conv2d {
   }
 
   Activation<T, output_shape> y_;
-  const Activation<T, In>* x_ = nullptr;  // the training-mode input, read by backward
+  detail::SavedInput<T, In> x_;  // the training-mode input, read by backward
   AlignedBuffer<T> ws_;
 };
 

@@ -9,7 +9,9 @@ import odyssey.tensor;
 import odyssey.kernels;
 import :context;
 import :state;
-import :conv;  // detail::expect_forward, detail::NoBias
+import :gradient;
+import :saved;
+import :conv;  // detail::NoBias
 
 export namespace odyssey {
 
@@ -38,22 +40,21 @@ class Linear {
     const T* b = nullptr;
     if constexpr (HasBias) b = bias.value.data();
     kernels::linear_forward(x.batch(), In, Out, x.data(), weight.value.data(), b, y_.data());
-    x_ = ctx.mode == Mode::training ? &x : nullptr;
+    if (ctx.mode == Mode::training) x_.save(x);
+    else x_.clear();
     return y_;
   }
 
-  void backward(const Activation<T, output_shape>& dy, Activation<T, input_shape>* dx, Context<T>&) {
-    detail::expect_forward(x_, x_ ? x_->batch() : 0, dy.batch(), "Linear");
+  /// Adds the weight (and bias) gradients, and the input gradient into dx.
+  void backward(const Activation<T, output_shape>& dy, Grad<T, input_shape> dx, Context<T>& ctx) {
+    const auto& x = x_.get(dy.batch(), "Linear");
     T* db = nullptr;
     if constexpr (HasBias) db = bias.grad.data();
-    kernels::linear_backward_weights(dy.batch(), In, Out, x_->data(), dy.data(), weight.grad.data(), db);
-    if (dx) {
-      dx->resize(dy.batch());
-      kernels::linear_backward_data(dy.batch(), In, Out, dy.data(), weight.value.data(), dx->data());
-    }
+    kernels::linear_backward_weights(dy.batch(), In, Out, x.data(), dy.data(), weight.grad.data(), db);
+    dx.add_written(dy.batch(), ctx, [&](T* out) {
+      kernels::linear_backward_data(dy.batch(), In, Out, dy.data(), weight.value.data(), out);
+    });
   }
-
-  [[nodiscard]] const Activation<T, output_shape>& output() const noexcept { return y_; }
 
   template <class F>
   void visit_state(const std::string& prefix, F&& f) {
@@ -63,7 +64,7 @@ class Linear {
 
  private:
   Activation<T, output_shape> y_;
-  const Activation<T, input_shape>* x_ = nullptr;
+  detail::SavedInput<T, input_shape> x_;
 };
 
 }  // namespace odyssey

@@ -10,7 +10,7 @@ export module odyssey.layers:loss;
 import odyssey.tensor;
 import odyssey.kernels;
 import :context;
-import :conv;  // detail::expect_forward
+import :saved;
 
 export namespace odyssey {
 

@@ -1,15 +1,20 @@
-// odyssey.layers: typed layers and their composition. Each layer states its input_shape and
-// output_shape as types, owns its parameters (with gradients) and its output, caches what its
-// backward pass needs, and has a forward/backward pair.
+// odyssey.layers: typed layers and their composition. Every layer and composition satisfies
+// the layer contract (concepts.cppm): typed input_shape and output_shape, forward(x, ctx),
+// backward(dy, dx, ctx) that adds into its input-gradient sink, and visit_state(prefix, f).
 export module odyssey.layers;
 export import :context;
 export import :state;
+export import :gradient;
+export import :saved;
+export import :concepts;
 export import :conv;
 export import :batchnorm;
 export import :activation;
 export import :pool;
 export import :linear;
 export import :loss;
+export import :named;
 export import :sequential;
+export import :residual;
 export import :block;
-export import :concepts;
+export import :model;

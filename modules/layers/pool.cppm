@@ -6,7 +6,8 @@ export module odyssey.layers:pool;
 import odyssey.tensor;
 import odyssey.kernels;
 import :context;
-import :conv;  // detail::expect_forward
+import :gradient;
+import :saved;
 
 export namespace odyssey {
 
@@ -28,14 +29,13 @@ class GlobalAvgPool {
     return y_;
   }
 
-  void backward(const Activation<T, output_shape>& dy, Activation<T, In>* dx, Context<T>&) {
+  void backward(const Activation<T, output_shape>& dy, Grad<T, In> dx, Context<T>& ctx) {
     detail::expect_forward(y_.batch() ? &y_ : nullptr, y_.batch(), dy.batch(), "GlobalAvgPool");
-    if (!dx) return;
-    dx->resize(dy.batch());
-    kernels::global_avgpool_backward(dy.batch(), hw, In::extents[0], dy.data(), dx->data());
+    dx.add_written(dy.batch(), ctx, [&](T* out) {
+      kernels::global_avgpool_backward(dy.batch(), hw, In::extents[0], dy.data(), out);
+    });
   }
 
-  [[nodiscard]] const Activation<T, output_shape>& output() const noexcept { return y_; }
   template <class F>
   void visit_state(const std::string&, F&&) {}
 
@@ -60,14 +60,11 @@ class AvgPool2d {
     return y_;
   }
 
-  void backward(const Activation<T, output_shape>& dy, Activation<T, In>* dx, Context<T>&) {
+  void backward(const Activation<T, output_shape>& dy, Grad<T, In> dx, Context<T>& ctx) {
     detail::expect_forward(y_.batch() ? &y_ : nullptr, y_.batch(), dy.batch(), "AvgPool2d");
-    if (!dx) return;
-    dx->resize(dy.batch());
-    kernels::avgpool2d_backward(geometry(dy.batch()), dy.data(), dx->data());
+    dx.add_written(dy.batch(), ctx, [&](T* out) { kernels::avgpool2d_backward(geometry(dy.batch()), dy.data(), out); });
   }
 
-  [[nodiscard]] const Activation<T, output_shape>& output() const noexcept { return y_; }
   template <class F>
   void visit_state(const std::string&, F&&) {}
 

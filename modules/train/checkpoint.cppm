@@ -50,18 +50,18 @@ std::vector<TensorSlot> tensor_slots(const std::vector<StateEntry<T>>& state) {
 }
 
 /// Writes the model's state dict and `metadata` to `path`, atomically.
-template <class Net>
+template <Layer Net>
 void save_weights(const std::filesystem::path& path, Net& net, const Metadata& metadata) {
-  write_safetensors(path, tensor_entries(net.state()), metadata);
+  write_safetensors(path, tensor_entries(state(net)), metadata);
 }
 
 /// Loads a weights file (or a checkpoint, whose optimizer tensors are skipped) into `net`,
 /// all or nothing: a missing, extra, misshapen or non-finite tensor throws naming it, and
 /// leaves the model as it was. Returns the file's metadata.
-template <class Net>
+template <Layer Net>
 Metadata load_weights(const std::filesystem::path& path, Net& net) {
   const SafeTensors file = SafeTensors::read(path);
-  auto slots = tensor_slots(net.state());
+  auto slots = tensor_slots(state(net));
   std::vector<std::vector<std::byte>> skipped;
   for (const auto& name : file.names()) {
     if (name.rfind("optimizer.", 0) != 0) continue;
@@ -105,10 +105,10 @@ inline void prune_checkpoints(const std::filesystem::path& dir, std::size_t keep
   }
 }
 
-template <class Net, class T>
+template <Layer Net, class T>
 void save_checkpoint(const std::filesystem::path& path, Net& net, Sgd<T>& sgd, std::size_t epochs_done,
                      std::size_t step, Metadata metadata) {
-  auto entries = tensor_entries(net.state());
+  auto entries = tensor_entries(state(net));
   const auto velocity = sgd.state();
   for (const auto& e : tensor_entries(velocity)) entries.push_back({"optimizer." + e.name, e.dtype, e.shape, e.data});
   metadata["odyssey.epochs_done"] = std::to_string(epochs_done);
@@ -117,10 +117,10 @@ void save_checkpoint(const std::filesystem::path& path, Net& net, Sgd<T>& sgd, s
 }
 
 /// Restores model and optimizer from a checkpoint, all or nothing.
-template <class Net, class T>
+template <Layer Net, class T>
 CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Sgd<T>& sgd) {
   const SafeTensors file = SafeTensors::read(path);
-  auto slots = tensor_slots(net.state());
+  auto slots = tensor_slots(state(net));
   for (auto s : tensor_slots(sgd.state())) {
     s.name = "optimizer." + s.name;
     slots.push_back(std::move(s));

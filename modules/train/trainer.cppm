@@ -100,10 +100,11 @@ struct TrainResult {
 inline bool isatty_stdout() { return isatty(STDOUT_FILENO) == 1; }
 
 /// Loss, accuracy and confusion matrix of `net` on `data`, in inference mode.
-template <class Net>
+template <Layer Net>
 EvalResult evaluate(Net& net, const Dataset& data, std::size_t batch_size, bool show_progress = false) {
   using T = typename Net::value_type;
   constexpr std::size_t classes = Net::output_shape::size;
+  expect_images<typename Net::input_shape>(data, "the model");
   BatchLoader loader(data, LoaderOptions{batch_size, false, false, 0});
   loader.start_epoch(0);
   Context<T> ctx;
@@ -116,8 +117,7 @@ EvalResult evaluate(Net& net, const Dataset& data, std::size_t batch_size, bool 
   double loss_sum = 0;
   std::size_t correct = 0;
   while (loader.next(batch)) {
-    x.resize(batch.size);
-    std::copy(batch.pixels.begin(), batch.pixels.end(), x.data());
+    copy_batch(batch, x);
     const auto st = loss.forward(net.forward(x, ctx), batch.labels);
     loss_sum += st.loss * double(batch.size);
     correct += st.correct;
@@ -154,7 +154,7 @@ inline Metadata dataset_metadata(const Dataset& d, const std::string& dataset_ke
           {"class_names", nlohmann::json(d.class_names).dump()}};
 }
 
-template <class Net>
+template <Layer Net>
 TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& train_set, const Dataset& test_set,
                   const std::string& model_name) {
   using T = typename Net::value_type;
@@ -186,8 +186,10 @@ TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& 
   if (run.resume && existing.empty())
     throw ValueError(detail::rformat("--resume: '{}' holds no checkpoint to resume from", run.out.string()));
 
+  expect_images<typename Net::input_shape>(train_set, model_name);
+  expect_images<typename Net::input_shape>(test_set, model_name);
   auto net = std::make_unique<Net>(s.seed);
-  Sgd<T> sgd(net->parameters(), s.sgd);
+  Sgd<T> sgd(parameters(*net), s.sgd);
   BatchLoader loader(train_set, LoaderOptions{s.batch_size, true, s.augment, s.seed});
   const std::size_t steps_per_epoch = loader.batches_per_epoch();
   if (train_set.count % s.batch_size == 1)
@@ -253,8 +255,7 @@ TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& 
     double loss_sum = 0, window_loss = 0;
     std::size_t correct = 0, seen = 0, window_correct = 0, window_seen = 0, done = 0;
     while (loader.next(batch)) {
-      x.resize(batch.size);
-      std::copy(batch.pixels.begin(), batch.pixels.end(), x.data());
+      copy_batch(batch, x);
       const double lr = schedule.at(step);
       ctx.mode = Mode::training;
       const auto st = loss.forward(net->forward(x, ctx), batch.labels);

@@ -3,6 +3,8 @@
 #define BOOST_TEST_MODULE layers
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -45,7 +47,8 @@ BOOST_AUTO_TEST_CASE(conv2d_with_bias) {
 
 BOOST_AUTO_TEST_CASE(batchnorm_with_fused_relu_and_without) {
   Rng rng(2);
-  Sequential<Conv2d<double, Shape<3, 5, 5>, 5, 3, 1, 1>, BatchNorm2d<double, Shape<5, 5, 5>, Post::relu>,
+  // BN then ReLU runs fused (one pass); the last BN stands alone.
+  Sequential<Conv2d<double, Shape<3, 5, 5>, 5, 3, 1, 1>, BatchNorm2d<double, Shape<5, 5, 5>>, ReLU<double, Shape<5, 5, 5>>,
              BatchNorm2d<double, Shape<5, 5, 5>>>
       net(rng);
   check(net, 3, "conv -> bn+relu -> bn");
@@ -69,34 +72,149 @@ BOOST_AUTO_TEST_CASE(basic_block_identity_and_projection) {
   check(widen, 2, "BasicBlock projection stride 1");
 }
 
-BOOST_AUTO_TEST_CASE(residual_add_with_and_without_relu) {
-  Context<double> ctx;
-  Activation<double, Shape<3, 4, 5>> a(2), b(2);
-  const auto va = ot::random_values(a.size(), 31), vb = ot::random_values(b.size(), 32);
-  const auto r = ot::random_values(a.size(), 33);
-  for (std::size_t i = 0; i < va.size(); ++i) a.data()[i] = va[i], b.data()[i] = vb[i];
-  auto check_join = [&](auto& join, const char* what) {
-    auto loss = [&] {
-      const auto& y = join.forward(a, b, ctx);
-      double l = 0;
-      for (std::size_t i = 0; i < r.size(); ++i) l += r[i] * y.data()[i];
-      return l;
-    };
-    loss();
-    Activation<double, Shape<3, 4, 5>> dy(2), dsum;
-    for (std::size_t i = 0; i < r.size(); ++i) dy.data()[i] = r[i];
-    join.backward(dy, dsum, ctx);
-    // The same gradient reaches both inputs.
-    const auto ra = ot::check_gradient(std::string(what) + " da", a.span(), dsum.span(), loss, relu_safe().grad);
-    const auto rb = ot::check_gradient(std::string(what) + " db", b.span(), dsum.span(), loss, relu_safe().grad);
-    BOOST_TEST(ra.passed, ra.report());
-    BOOST_TEST(rb.passed, rb.report());
-  };
-  ResidualAdd<double, Shape<3, 4, 5>, Shape<3, 4, 5>, true> with_relu;
-  ResidualAdd<double, Shape<3, 4, 5>, Shape<3, 4, 5>, false> plain;
-  check_join(with_relu, "add+relu");
-  check_join(plain, "add");
+BOOST_AUTO_TEST_CASE(residual_joins_fused_and_unfused) {
+  using S = Shape<3, 5, 4>;
+  using Convs = Sequential<Conv2d<double, S, 3, 3, 1, 1>, ReLU<double, S>, Conv2d<double, S, 3, 3, 1, 1>>;
+  using EndsInBn = Sequential<Conv2d<double, S, 3, 3, 1, 1>, BatchNorm2d<double, S>>;
+  Rng rng(6);
+  Residual<Convs, Identity<double, S>, Join::add_relu> unfused_relu(rng);
+  check(unfused_relu, 2, "Residual(convs) + x, relu: a join pass of its own");
+  Residual<Convs, Identity<double, S>, Join::add> unfused_add(rng);
+  check(unfused_add, 2, "Residual(convs) + x");
+  Residual<EndsInBn, Identity<double, S>, Join::add_relu> fused_relu(rng);
+  check(fused_relu, 3, "Residual(conv, bn) + x, relu: the join inside the batch norm");
+  Residual<EndsInBn, Identity<double, S>, Join::add> fused_add(rng);
+  check(fused_add, 3, "Residual(conv, bn) + x: the add inside the batch norm");
+  Residual<EndsInBn, Sequential<Conv2d<double, S, 3, 1, 1, 0, true>>, Join::add_relu> projected(rng);
+  check(projected, 2, "Residual(conv, bn) + conv1x1(x)");
 }
+
+BOOST_AUTO_TEST_CASE(pre_activation_blocks) {
+  Rng rng(7);
+  PreActBlock<double, Shape<4, 6, 6>, 4, 1> identity(rng);
+  check(identity, 2, "PreActBlock identity");
+  PreActBlock<double, Shape<3, 7, 5>, 6, 2> projection(rng);
+  check(projection, 3, "PreActBlock projection stride 2");
+}
+
+// The one rule of backward: it adds into its sink. Into a sink that already holds g0, every
+// layer and composition must leave g0 + (what it writes into an empty sink).
+template <class Net>
+void check_adds_into_sink(Net& net, std::size_t batch, const char* what) {
+  using In = typename Net::input_shape;
+  using Out = typename Net::output_shape;
+  Context<double> ctx;
+  Activation<double, In> x(batch);
+  const auto v = ot::random_values(x.size(), 51);
+  std::copy(v.begin(), v.end(), x.data());
+  net.forward(x, ctx);
+  Activation<double, Out> dy(batch);
+  const auto r = ot::random_values(dy.size(), 52);
+  std::copy(r.begin(), r.end(), dy.data());
+  Activation<double, In> fresh, held(batch);
+  net.backward(dy, &fresh, ctx);
+  const auto g0 = ot::random_values(held.size(), 53);
+  std::copy(g0.begin(), g0.end(), held.data());
+  net.backward(dy, Grad<double, In>::adding_to(held), ctx);
+  double worst = 0;
+  for (std::size_t i = 0; i < held.size(); ++i)
+    worst = std::max(worst, std::abs(held.data()[i] - (g0[i] + fresh.data()[i])));
+  BOOST_TEST(worst < 1e-12, what << ": adding into a holding sink is off by " << worst);
+}
+
+BOOST_AUTO_TEST_CASE(every_backward_adds_into_its_sink) {
+  Rng rng(8);
+  using S = Shape<3, 5, 4>;
+  Conv2d<double, S, 4, 3, 2, 1> conv(rng);
+  check_adds_into_sink(conv, 2, "Conv2d");
+  BatchNorm2d<double, S> bn;
+  check_adds_into_sink(bn, 3, "BatchNorm2d");
+  Sequential<BatchNorm2d<double, S>, ReLU<double, S>> bn_relu(rng);
+  check_adds_into_sink(bn_relu, 3, "BatchNorm2d + ReLU (fused)");
+  ReLU<double, S> relu;
+  check_adds_into_sink(relu, 2, "ReLU");
+  Identity<double, S> id;
+  check_adds_into_sink(id, 2, "Identity");
+  AvgPool2d<double, S, 2, 2> avg;
+  check_adds_into_sink(avg, 2, "AvgPool2d");
+  GlobalAvgPool<double, S> gap;
+  check_adds_into_sink(gap, 2, "GlobalAvgPool");
+  Linear<double, 6, 3> linear(rng);
+  check_adds_into_sink(linear, 2, "Linear");
+  BasicBlock<double, S, 3, 1> block(rng);
+  check_adds_into_sink(block, 2, "BasicBlock identity");
+  BasicBlock<double, S, 5, 2> down(rng);
+  check_adds_into_sink(down, 2, "BasicBlock projection");
+  PreActBlock<double, S, 5, 2> pre(rng);
+  check_adds_into_sink(pre, 2, "PreActBlock projection");
+}
+
+BOOST_AUTO_TEST_CASE(fused_and_unfused_compositions_compute_the_same_function) {
+  // An Identity between the batch norm and the ReLU stops the fusion: same function, two passes.
+  using S = Shape<4, 3, 5>;
+  Rng r1(9), r2(9);
+  Sequential<Conv2d<double, S, 4, 3, 1, 1>, BatchNorm2d<double, S>, ReLU<double, S>> fused(r1);
+  Sequential<Conv2d<double, S, 4, 3, 1, 1>, BatchNorm2d<double, S>, Identity<double, S>, ReLU<double, S>> plain(r2);
+  Context<double> ctx;
+  Activation<double, S> x(3), dy(3), dx1, dx2;
+  const auto v = ot::random_values(x.size(), 61), r = ot::random_values(dy.size(), 62);
+  std::copy(v.begin(), v.end(), x.data());
+  std::copy(r.begin(), r.end(), dy.data());
+  const auto& y1 = fused.forward(x, ctx);
+  const auto& y2 = plain.forward(x, ctx);
+  fused.backward(dy, &dx1, ctx);
+  plain.backward(dy, &dx2, ctx);
+  double worst = 0;
+  for (std::size_t i = 0; i < y1.size(); ++i) worst = std::max(worst, std::abs(y1.data()[i] - y2.data()[i]));
+  for (std::size_t i = 0; i < dx1.size(); ++i) worst = std::max(worst, std::abs(dx1.data()[i] - dx2.data()[i]));
+  BOOST_TEST(worst < 1e-12, "fused and unfused differ by " << worst);
+}
+
+BOOST_AUTO_TEST_CASE(state_names_come_from_the_composition) {
+  using S = Shape<2, 4, 4>;
+  Rng rng(10);
+  Chain<Named<"conv1", Conv2d<float, S, 2, 3, 1, 1>>, Named<"bn1", BatchNorm2d<float, S>>, ReLU<float, S>,
+        Named<"layer1", Sequential<BasicBlock<float, S, 3, 2>, Named<"extra", BatchNorm2d<float, Shape<3, 2, 2>>>>>>
+      net(rng);
+  std::vector<std::string> names;
+  for (const auto& e : state(net)) names.push_back(e.name);
+  const std::vector<std::string> expected{
+      "conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
+      "layer1.0.conv1.weight", "layer1.0.bn1.weight", "layer1.0.bn1.bias", "layer1.0.bn1.running_mean",
+      "layer1.0.bn1.running_var", "layer1.0.bn1.num_batches_tracked", "layer1.0.conv2.weight",
+      "layer1.0.bn2.weight", "layer1.0.bn2.bias", "layer1.0.bn2.running_mean", "layer1.0.bn2.running_var",
+      "layer1.0.bn2.num_batches_tracked", "layer1.0.shortcut.0.weight", "layer1.0.shortcut.1.weight",
+      "layer1.0.shortcut.1.bias", "layer1.0.shortcut.1.running_mean", "layer1.0.shortcut.1.running_var",
+      "layer1.0.shortcut.1.num_batches_tracked", "layer1.extra.weight", "layer1.extra.bias",
+      "layer1.extra.running_mean", "layer1.extra.running_var", "layer1.extra.num_batches_tracked"};
+  BOOST_TEST(names == expected, boost::test_tools::per_element());
+  BOOST_TEST(parameters(net).size() == 14u);
+  BOOST_TEST(parameter_count(net) == 2u * 2 * 9 + 4 + 3 * 2 * 9 + 6 + 3 * 3 * 9 + 6 + 3 * 2 + 6 + 6);
+  // Parts by name.
+  BOOST_TEST(&net.get<"conv1">() == &net.get<0>());
+  BOOST_TEST(net.get<"layer1">().get<"extra">().channels == 3u);
+
+  // Two unnamed parts with state under one prefix would collide: refused, naming the tensor.
+  Chain<Conv2d<float, S, 2, 3, 1, 1>, Conv2d<float, S, 2, 3, 1, 1>> clash(rng);
+  try {
+    (void)state(clash);
+    BOOST_FAIL("no exception");
+  } catch (const Error& e) {
+    BOOST_TEST(std::string(e.what()).find("'weight' appears twice") != std::string::npos, e.what());
+  }
+}
+
+#ifndef NDEBUG
+BOOST_AUTO_TEST_CASE(debug_builds_check_that_saved_inputs_are_unchanged) {
+  Rng rng(11);
+  Conv2d<float, Shape<2, 4, 4>, 2, 3, 1, 1> conv(rng);
+  Context<float> ctx;
+  Activation<float, Shape<2, 4, 4>> x(2), dy(2), dx;
+  conv.forward(x, ctx);
+  x.data()[3] += 1.0f;  // the caller changed the input between forward and backward
+  BOOST_CHECK_THROW(conv.backward(dy, &dx, ctx), Error);
+}
+#endif
 
 BOOST_AUTO_TEST_CASE(softmax_cross_entropy_layer) {
   SoftmaxCrossEntropy<double, 5> loss(0.1);

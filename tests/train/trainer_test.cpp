@@ -155,7 +155,7 @@ BOOST_AUTO_TEST_CASE(weights_round_trip_and_reject_another_model) {
   auto wide = std::make_unique<models::ResNet18<float, 1, 8, 8, 10, 8>>(3);
   save_weights(d.path / "wide.safetensors", *wide, {});
   auto c = std::make_unique<Net>(4);
-  const float first = c->conv1.weight.value[0];
+  const float first = c->get<"conv1">().weight.value[0];
   try {
     load_weights(d.path / "wide.safetensors", *c);
     BOOST_FAIL("no exception");
@@ -163,5 +163,35 @@ BOOST_AUTO_TEST_CASE(weights_round_trip_and_reject_another_model) {
     BOOST_TEST(std::string(e.what()).find("'conv1.weight' has shape [8, 1, 3, 3] in the file but [4, 1, 3, 3] is expected") != std::string::npos,
                e.what());
   }
-  BOOST_TEST(c->conv1.weight.value[0] == first);
+  BOOST_TEST(c->get<"conv1">().weight.value[0] == first);
+}
+
+BOOST_AUTO_TEST_CASE(images_of_another_shape_are_refused_before_any_copy) {
+  // The synthetic images are 1x8x8; a model for 1x6x6 inputs must get a ShapeError that names
+  // both shapes, from evaluate and from train, never a copy past its input buffer.
+  using Small = models::ResNet18<float, 1, 6, 6, 10, 4>;
+  auto net = std::make_unique<Small>(1);
+  auto names_both = [](const ShapeError& e) {
+    const std::string m = e.what();
+    return m.find("1x8x8") != std::string::npos && m.find("Shape<1,6,6>") != std::string::npos;
+  };
+  BOOST_CHECK_EXCEPTION(evaluate(*net, test_set(), 32), ShapeError, names_both);
+  const fs::path out = fs::temp_directory_path() / "odyssey-trainer-shape";
+  fs::remove_all(out);
+  BOOST_CHECK_EXCEPTION(train<Small>(settings(1), options(out), train_set(), test_set(), "small"), ShapeError,
+                        names_both);
+
+  // The checked copy itself: a batch whose samples are not the activation's shape.
+  BatchLoader loader(test_set(), LoaderOptions{8, false, false, 0});
+  loader.start_epoch(0);
+  Batch batch;
+  BOOST_REQUIRE(loader.next(batch));
+  Activation<float, Shape<1, 6, 6>> wrong;
+  BOOST_CHECK_THROW(copy_batch(batch, wrong), ShapeError);
+  BOOST_TEST(wrong.batch() == 0u);  // nothing written
+  Activation<float, Shape<1, 8, 8>> right;
+  copy_batch(batch, right);
+  BOOST_TEST(right.batch() == 8u);
+  batch.pixels.pop_back();  // a batch whose values do not add up
+  BOOST_CHECK_THROW(copy_batch(batch, right), ShapeError);
 }

@@ -129,6 +129,7 @@ int run_predict(const PredictArgs& a) {
   with_model(channels, [&]<class Net>() {
     auto net = std::make_unique<Net>(0);
     load_weights(a.weights, *net);
+    expect_images<typename Net::input_shape>(d, model_name(channels));
     BatchLoader loader(d, LoaderOptions{a.batch, false, false, 0});
     loader.start_epoch(0);
     Context<float> ctx;
@@ -141,8 +142,7 @@ int run_predict(const PredictArgs& a) {
     std::printf("\n");
     std::size_t index = 0;
     while (loader.next(batch)) {
-      x.resize(batch.size);
-      std::copy(batch.pixels.begin(), batch.pixels.end(), x.data());
+      copy_batch(batch, x);
       softmax.forward(net->forward(x, ctx), batch.labels);
       for (std::size_t i = 0; i < batch.size; ++i, ++index) {
         const float* p = softmax.probabilities().sample(i);
