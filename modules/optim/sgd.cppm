@@ -9,6 +9,7 @@ export module odyssey.optim:sgd;
 import odyssey.tensor;
 import odyssey.kernels;
 import odyssey.layers;
+import :optimizer;
 
 export namespace odyssey {
 
@@ -20,7 +21,7 @@ struct SgdOptions {
 };
 
 template <class T>
-class Sgd {
+class Sgd final : public Optimizer<T> {
  public:
   /// Takes the trainable entries of `entries` (others are ignored); one zeroed velocity
   /// buffer per parameter.
@@ -33,7 +34,7 @@ class Sgd {
   }
 
   /// One update of every parameter at learning rate `lr`; zeroes the gradients.
-  void step(double lr) {
+  void step(double lr) override {
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const auto& p = params_[i];
       const kernels::SgdParams sp{lr, options_.momentum,
@@ -47,7 +48,7 @@ class Sgd {
   [[nodiscard]] const std::vector<StateEntry<T>>& parameters() const noexcept { return params_; }
 
   /// The momentum buffers, named after their parameters ("momentum.<name>"), for checkpoints.
-  [[nodiscard]] std::vector<StateEntry<T>> state() {
+  [[nodiscard]] std::vector<StateEntry<T>> state() override {
     std::vector<StateEntry<T>> out;
     for (std::size_t i = 0; i < params_.size(); ++i)
       out.push_back({"momentum." + params_[i].name, StateKind::momentum, params_[i].shape,

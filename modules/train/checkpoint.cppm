@@ -106,10 +106,10 @@ inline void prune_checkpoints(const std::filesystem::path& dir, std::size_t keep
 }
 
 template <Layer Net, class T>
-void save_checkpoint(const std::filesystem::path& path, Net& net, Sgd<T>& sgd, std::size_t epochs_done,
+void save_checkpoint(const std::filesystem::path& path, Net& net, Optimizer<T>& opt, std::size_t epochs_done,
                      std::size_t step, Metadata metadata) {
   auto entries = tensor_entries(state(net));
-  const auto velocity = sgd.state();
+  const auto velocity = opt.state();
   for (const auto& e : tensor_entries(velocity)) entries.push_back({"optimizer." + e.name, e.dtype, e.shape, e.data});
   metadata["odyssey.epochs_done"] = std::to_string(epochs_done);
   metadata["odyssey.step"] = std::to_string(step);
@@ -118,10 +118,10 @@ void save_checkpoint(const std::filesystem::path& path, Net& net, Sgd<T>& sgd, s
 
 /// Restores model and optimizer from a checkpoint, all or nothing.
 template <Layer Net, class T>
-CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Sgd<T>& sgd) {
+CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Optimizer<T>& opt) {
   const SafeTensors file = SafeTensors::read(path);
   auto slots = tensor_slots(state(net));
-  for (auto s : tensor_slots(sgd.state())) {
+  for (auto s : tensor_slots(opt.state())) {
     s.name = "optimizer." + s.name;
     slots.push_back(std::move(s));
   }

@@ -1,26 +1,26 @@
-// The training loop: SGD over a dataset for some epochs with a learning-rate schedule,
-// evaluation after every epoch, metrics, checkpoints, resume, and the final weights.
+// The training loop for any model: epochs of TrainStep over a shuffled, augmented dataset
+// with a learning-rate schedule, evaluation after every epoch, metrics.csv, atomic
+// checkpoints, resume, and the final weights. The library prints nothing: a TrainObserver
+// hears about the run as it goes (the CLI's prints progress lines).
 //
-// A run is defined by its TrainSettings (saved in every checkpoint): the same settings and
-// seed give bitwise the same weights, whatever the thread count, and a resumed run ends
-// where the uninterrupted one does.
+// A run is defined by its TrainSettings (saved in every checkpoint): the same model
+// initialisation, settings and seed give bitwise the same weights, whatever the thread count,
+// and a resumed run ends where the uninterrupted one does.
 module;
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <memory>
-#include <span>
 #include <string>
 #include <vector>
 #include <unistd.h>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 export module odyssey.train:trainer;
 import odyssey.tensor;
@@ -30,62 +30,44 @@ import odyssey.io;
 import odyssey.data;
 import :format;
 import :metrics;
-import :progress;
 import :checkpoint;
 import :plot;
+import :settings;
+import :evaluate;
+import :step;
 
 export namespace odyssey {
 
-/// Training stopped because the loss became NaN or infinite.
-class TrainingDiverged : public Error {
+/// Progress of one epoch after a step: running means over the epoch so far.
+struct StepReport {
+  std::size_t epoch = 0, epochs = 0;  // 1-based
+  std::size_t step = 0;               // global optimizer steps taken
+  std::size_t batch = 0, batches = 0; // 1-based within the epoch
+  std::size_t images = 0;             // images seen this epoch
+  double loss = 0, accuracy = 0, lr = 0;
+  double seconds = 0;                 // since the epoch started
+};
+
+struct EpochReport {
+  std::size_t epoch = 0, epochs = 0, step = 0;
+  double train_loss = 0, train_accuracy = 0;
+  EvalResult test;
+  double images_per_second = 0;  // training images, this epoch
+  double seconds_total = 0;      // since this invocation started
+  std::filesystem::path checkpoint;
+};
+
+/// What a run reports as it happens. Every method has an empty default.
+class TrainObserver {
  public:
-  using Error::Error;
-};
-
-/// What defines a run. Saved in checkpoints; --resume requires the same settings.
-struct TrainSettings {
-  std::string dataset = "fashion-mnist";
-  std::size_t train_subset = 0;  // 0: the whole training set
-  std::size_t test_subset = 0;   // 0: the whole test set
-  std::size_t epochs = 1;
-  std::size_t batch_size = 128;
-  ScheduleOptions schedule;
-  SgdOptions sgd;
-  double label_smoothing = 0;
-  bool augment = true;
-  std::uint64_t seed = 0;
-
-  [[nodiscard]] nlohmann::json to_json() const {
-    const char* kinds[] = {"constant", "step", "cosine", "onecycle"};
-    return {{"dataset", dataset},
-            {"train_subset", train_subset},
-            {"test_subset", test_subset},
-            {"epochs", epochs},
-            {"batch_size", batch_size},
-            {"schedule", kinds[static_cast<int>(schedule.kind)]},
-            {"lr", schedule.lr},
-            {"step_epochs", schedule.step_epochs},
-            {"step_gamma", schedule.step_gamma},
-            {"min_lr", schedule.min_lr},
-            {"warmup_epochs", schedule.warmup_epochs},
-            {"momentum", sgd.momentum},
-            {"weight_decay", sgd.weight_decay},
-            {"nesterov", sgd.nesterov},
-            {"decay_all", sgd.decay_all},
-            {"label_smoothing", label_smoothing},
-            {"augment", augment},
-            {"seed", seed}};
-  }
-};
-
-/// How to run it: these may change between a run and its resumption.
-struct RunOptions {
-  std::filesystem::path out = "runs/latest";
-  bool resume = false;
-  std::size_t keep_checkpoints = 3;
-  std::size_t log_every = 20;  // steps between step rows in metrics.csv
-  std::size_t eval_batch = 256;
-  bool quiet = false;
+  virtual ~TrainObserver() = default;
+  /// The run continues from `from`; `skipped` lists newer checkpoints that could not be read.
+  virtual void resumed(const CheckpointInfo& /*from*/, const std::vector<std::string>& /*skipped*/) {}
+  virtual void epoch_started(std::size_t /*epoch*/, std::size_t /*epochs*/, std::size_t /*batches*/) {}
+  virtual void step_done(const StepReport&) {}
+  /// Training images of the epoch are done; the test set is being evaluated.
+  virtual void evaluating(std::size_t /*done*/, std::size_t /*total*/) {}
+  virtual void epoch_done(const EpochReport&) {}
 };
 
 struct TrainResult {
@@ -97,80 +79,19 @@ struct TrainResult {
   std::string plot_problem;  // why there is no plot, if there is none
 };
 
-inline bool isatty_stdout() { return isatty(STDOUT_FILENO) == 1; }
+namespace detail {
 
-/// Loss, accuracy and confusion matrix of `net` on `data`, in inference mode.
-template <Layer Net>
-EvalResult evaluate(Net& net, const Dataset& data, std::size_t batch_size, bool show_progress = false) {
-  using T = typename Net::value_type;
-  constexpr std::size_t classes = Net::output_shape::size;
-  expect_images<typename Net::input_shape>(data, "the model");
-  BatchLoader loader(data, LoaderOptions{batch_size, false, false, 0});
-  loader.start_epoch(0);
-  Context<T> ctx;
-  ctx.mode = Mode::inference;
-  SoftmaxCrossEntropy<T, classes> loss;
-  Activation<T, typename Net::input_shape> x;
-  Batch batch;
-  EvalResult r;
-  r.confusion = ConfusionMatrix(classes);
-  double loss_sum = 0;
-  std::size_t correct = 0;
-  while (loader.next(batch)) {
-    copy_batch(batch, x);
-    const auto st = loss.forward(net.forward(x, ctx), batch.labels);
-    loss_sum += st.loss * double(batch.size);
-    correct += st.correct;
-    const auto& p = loss.probabilities();
-    for (std::size_t i = 0; i < batch.size; ++i) {
-      const T* row = p.sample(i);
-      const std::size_t pred = std::size_t(std::max_element(row, row + classes) - row);
-      r.confusion.add(std::size_t(batch.labels[i]), pred);
-    }
-    r.count += batch.size;
-    if (show_progress && isatty_stdout()) {
-      std::printf("\r\033[Kevaluating %zu/%zu", r.count, data.count);
-      std::fflush(stdout);
-    }
-  }
-  if (show_progress && isatty_stdout()) std::printf("\r\033[K");
-  r.loss = r.count ? loss_sum / double(r.count) : 0;
-  r.accuracy = r.count ? double(correct) / double(r.count) : 0;
-  return r;
-}
-
-/// Metadata that makes a weights file self-describing: dataset, normalisation, classes.
-inline Metadata dataset_metadata(const Dataset& d, const std::string& dataset_key) {
-  nlohmann::json mean = nlohmann::json::array(), std = nlohmann::json::array();
-  for (std::size_t c = 0; c < d.channels; ++c) {
-    mean.push_back(d.mean[c]);
-    std.push_back(d.stddev[c]);
-  }
-  return {{"dataset", dataset_key},
-          {"in_channels", std::to_string(d.channels)},
-          {"image_size", detail::rformat("{}x{}", d.height, d.width)},
-          {"normalize_mean", mean.dump()},
-          {"normalize_std", std.dump()},
-          {"class_names", nlohmann::json(d.class_names).dump()}};
-}
-
-template <Layer Net>
-TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& train_set, const Dataset& test_set,
-                  const std::string& model_name) {
-  using T = typename Net::value_type;
-  constexpr std::size_t classes = Net::output_shape::size;
+/// Creates the run directory, checks it is writable, clears litter of interrupted saves, and
+/// returns its checkpoints (oldest first); refuses a fresh run over an existing one.
+inline std::vector<std::filesystem::path> prepare_run_directory(const RunOptions& run) {
   namespace fs = std::filesystem;
-  if (s.epochs == 0) throw ValueError("--epochs must be at least 1");
-  if (s.batch_size < 2) throw ValueError("--batch-size must be at least 2 (batch norm needs two samples)");
-
   std::error_code ec;
   fs::create_directories(run.out, ec);
-  if (ec) throw IoError(detail::rformat("cannot create the run directory '{}': {}", run.out.string(), ec.message()));
+  if (ec) throw IoError(rformat("cannot create the run directory '{}': {}", run.out.string(), ec.message()));
   {  // Fail now, not after the first epoch, when nothing can be written there.
-    const auto probe = run.out / detail::rformat(".write-test-{}", ::getpid());
+    const auto probe = run.out / rformat(".write-test-{}", ::getpid());
     std::FILE* f = std::fopen(probe.c_str(), "wb");
-    if (!f)
-      throw IoError(detail::rformat("cannot write in the run directory '{}': {}", run.out.string(), std::strerror(errno)));
+    if (!f) throw IoError(rformat("cannot write in the run directory '{}': {}", run.out.string(), std::strerror(errno)));
     std::fclose(f);
     fs::remove(probe, ec);
   }
@@ -178,58 +99,91 @@ TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& 
   // intact (saves are atomic), so they are only litter.
   for (const auto& e : fs::directory_iterator(run.out, ec))
     if (e.path().filename().string().find(".safetensors.tmp-") != std::string::npos) fs::remove(e.path(), ec);
-  const auto existing = list_checkpoints(run.out);
+  auto existing = list_checkpoints(run.out);
   if (!run.resume && !existing.empty())
-    throw ValueError(detail::rformat("'{}' already holds a run ({}); pass --resume to continue it, or choose "
-                                 "another --out",
-                                 run.out.string(), existing.back().filename().string()));
+    throw SettingError("resume", rformat("'{}' already holds a run ({}); resume it, or choose another run directory",
+                                         run.out.string(), existing.back().filename().string()));
   if (run.resume && existing.empty())
-    throw ValueError(detail::rformat("--resume: '{}' holds no checkpoint to resume from", run.out.string()));
+    throw SettingError("resume", rformat("cannot resume: '{}' holds no checkpoint", run.out.string()));
+  return existing;
+}
 
+/// Loads the newest readable checkpoint into net and opt and checks that it was made with
+/// `settings`; reports skipped (damaged) ones.
+template <Layer Net, class T>
+CheckpointInfo resume_from(const std::vector<std::filesystem::path>& existing, Net& net, Optimizer<T>& opt,
+                           const TrainSettings& s, std::vector<std::string>& skipped) {
+  CheckpointInfo info;
+  for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
+    try {
+      info = load_checkpoint(*it, net, opt);
+      break;
+    } catch (const Error& e) {  // a damaged file: fall back to the one before it
+      skipped.emplace_back(e.what());
+      info.file.clear();
+    }
+  }
+  if (info.file.empty()) {
+    std::string problems;
+    for (const auto& p : skipped) problems += "\n  " + p;
+    throw FormatError("cannot resume: no checkpoint could be loaded:" + problems);
+  }
+  const std::string settings = s.to_json().dump();
+  const auto saved = info.metadata.find("odyssey.settings");
+  if (saved == info.metadata.end() || saved->second != settings) {
+    std::string diff;
+    if (saved != info.metadata.end()) {
+      const auto a = nlohmann::json::parse(saved->second), b = s.to_json();
+      for (const auto& [k, v] : b.items())
+        if (!a.contains(k) || a[k] != v)
+          diff += rformat("\n  {}: the run has {}, now {}", k, a.contains(k) ? a[k].dump() : "nothing", v.dump());
+    }
+    throw SettingError("resume", rformat("cannot resume: {} was made with other settings; resume with the run's own "
+                                         "settings (or start a new run in another directory):{}",
+                                         info.file.string(), diff));
+  }
+  return info;
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace detail
+
+/// Trains `net` (a model the caller built and initialised) with settings `s`, writing the run
+/// into run.out; returns the final test evaluation and where the files are. With run.resume,
+/// continues from the newest checkpoint in run.out (which must have been made with `s`).
+/// `model_name` is recorded in the weights' metadata ("model").
+template <Layer Net>
+TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const Dataset& train_set,
+                  const Dataset& test_set, const std::string& model_name, TrainObserver* observer = nullptr) {
+  using T = typename Net::value_type;
+  TrainObserver quiet;
+  TrainObserver& obs = observer ? *observer : quiet;
+  if (s.epochs == 0) throw SettingError("epochs", "a run needs at least 1 epoch");
+  if (s.batch_size < 2) throw SettingError("batch_size", "the batch size must be at least 2 (batch norm needs two samples)");
   expect_images<typename Net::input_shape>(train_set, model_name);
   expect_images<typename Net::input_shape>(test_set, model_name);
-  auto net = std::make_unique<Net>(s.seed);
-  Sgd<T> sgd(parameters(*net), s.sgd);
+  if (train_set.count % s.batch_size == 1)
+    throw SettingError("batch_size", detail::rformat("the last batch would hold a single image ({} images, batch {}); "
+                                                     "batch norm needs two: change the batch size or the number of "
+                                                     "training images",
+                                                     train_set.count, s.batch_size));
+  const auto existing = detail::prepare_run_directory(run);
+
+  Sgd<T> opt(parameters(net), s.sgd);
   BatchLoader loader(train_set, LoaderOptions{s.batch_size, true, s.augment, s.seed});
   const std::size_t steps_per_epoch = loader.batches_per_epoch();
-  if (train_set.count % s.batch_size == 1)
-    throw ValueError(detail::rformat("the last batch would hold a single image ({} images, batch {}); batch "
-                                 "norm needs two: change --batch-size or --train-subset",
-                                 train_set.count, s.batch_size));
   const LrSchedule schedule(s.schedule, s.epochs, steps_per_epoch);
-  const std::string settings = s.to_json().dump();
 
   std::size_t first_epoch = 0, step = 0;
   if (run.resume) {
-    CheckpointInfo info;
-    std::string problems;
-    for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
-      try {
-        info = load_checkpoint(*it, *net, sgd);
-        break;
-      } catch (const Error& e) {  // a damaged file: fall back to the one before it
-        problems += detail::rformat("\n  {}", e.what());
-        info.file.clear();
-      }
-    }
-    if (info.file.empty()) throw FormatError("--resume: no checkpoint could be loaded:" + problems);
-    if (!problems.empty()) std::printf("skipped unreadable checkpoints:%s\n", problems.c_str());
-    const auto saved = info.metadata.find("odyssey.settings");
-    if (saved == info.metadata.end() || saved->second != settings) {
-      std::string diff;
-      if (saved != info.metadata.end()) {
-        const auto a = nlohmann::json::parse(saved->second), b = s.to_json();
-        for (const auto& [k, v] : b.items())
-          if (!a.contains(k) || a[k] != v) diff += detail::rformat("\n  {}: the run has {}, now {}", k, a.contains(k) ? a[k].dump() : "nothing", v.dump());
-      }
-      throw ValueError(detail::rformat("--resume: {} was made with other settings; resume with the run's own "
-                                   "settings (or start a new run in another --out):{}",
-                                   info.file.string(), diff));
-    }
+    std::vector<std::string> skipped;
+    const CheckpointInfo info = detail::resume_from(existing, net, opt, s, skipped);
     first_epoch = info.epochs_done;
     step = info.step;
-    if (!run.quiet)
-      std::printf("resuming %s after epoch %zu (step %zu)\n", info.file.string().c_str(), first_epoch, step);
+    obs.resumed(info, skipped);
   }
 
   TrainResult result;
@@ -238,40 +192,31 @@ TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& 
   MetricsCsv csv(result.metrics, first_epoch, run.resume);
   Metadata meta = dataset_metadata(train_set, s.dataset);
   meta["model"] = model_name;
-  meta["odyssey.settings"] = settings;
+  meta["odyssey.settings"] = s.to_json().dump();
 
-  Context<T> ctx;
-  SoftmaxCrossEntropy<T, classes> loss(s.label_smoothing);
-  Activation<T, typename Net::input_shape> x;
-  Activation<T, typename Net::output_shape> dlogits;
+  TrainStep<Net> trainer(s.label_smoothing);
   Batch batch;
-  Progress progress(run.quiet);
   const auto run_start = std::chrono::steady_clock::now();
   std::size_t images_total = 0;
+  const EvalProgress eval_progress = [&](std::size_t done, std::size_t total) { obs.evaluating(done, total); };
   for (std::size_t epoch = first_epoch; epoch < s.epochs; ++epoch) {
     loader.start_epoch(epoch);
-    progress.begin_epoch(epoch + 1, s.epochs, steps_per_epoch);
+    obs.epoch_started(epoch + 1, s.epochs, steps_per_epoch);
     const auto epoch_start = std::chrono::steady_clock::now();
     double loss_sum = 0, window_loss = 0;
     std::size_t correct = 0, seen = 0, window_correct = 0, window_seen = 0, done = 0;
     while (loader.next(batch)) {
-      copy_batch(batch, x);
       const double lr = schedule.at(step);
-      ctx.mode = Mode::training;
-      const auto st = loss.forward(net->forward(x, ctx), batch.labels);
+      const auto st = trainer.run(net, opt, batch, lr);
       if (!std::isfinite(st.loss)) {
-        progress.end_epoch();
         const auto last = list_checkpoints(run.out);
-        throw TrainingDiverged(detail::rformat(
-            "training diverged: the loss is {} at epoch {}, step {} (learning rate {:.4g}). {} Try a smaller "
-            "--lr or a warm-up (--warmup-epochs).",
-            st.loss, epoch + 1, step + 1, lr,
-            last.empty() ? std::string("No checkpoint was written yet.")
-                         : detail::rformat("The last good checkpoint is {}.", last.back().string())));
+        throw TrainingDiverged(
+            detail::rformat("training diverged: the loss is {} at epoch {}, step {} (learning rate {:.4g}). {}", st.loss,
+                            epoch + 1, step + 1, lr,
+                            last.empty() ? std::string("No checkpoint was written yet.")
+                                         : detail::rformat("The last good checkpoint is {}.", last.back().string())),
+            epoch + 1, step + 1, lr, last.empty() ? std::filesystem::path() : last.back());
       }
-      loss.backward(dlogits);
-      net->backward(dlogits, nullptr, ctx);
-      sgd.step(lr);
       ++step;
       ++done;
       loss_sum += st.loss * double(batch.size);
@@ -280,22 +225,21 @@ TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& 
       window_loss += st.loss * double(batch.size);
       window_correct += st.correct;
       window_seen += batch.size;
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
-      progress.update(done, seen, loss_sum / double(seen), double(correct) / double(seen), lr);
+      const double elapsed = detail::seconds_since(epoch_start);
+      obs.step_done({epoch + 1, s.epochs, step, done, steps_per_epoch, seen, loss_sum / double(seen),
+                     double(correct) / double(seen), lr, elapsed});
       if (step % run.log_every == 0) {
         csv.step(epoch + 1, step, lr, window_loss / double(window_seen), double(window_correct) / double(window_seen),
-                 double(seen) / elapsed,
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count());
+                 double(seen) / elapsed, detail::seconds_since(run_start));
         window_loss = 0;
         window_correct = window_seen = 0;
       }
     }
-    progress.end_epoch();
-    const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+    const double train_seconds = detail::seconds_since(epoch_start);
     images_total += seen;
-    result.test = evaluate(*net, test_set, run.eval_batch, !run.quiet);
+    result.test = evaluate(net, test_set, run.eval_batch, eval_progress);
     const double ips = double(seen) / train_seconds;
-    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    const double total = detail::seconds_since(run_start);
     csv.epoch(epoch + 1, step, schedule.at(step ? step - 1 : 0), loss_sum / double(seen), double(correct) / double(seen),
               result.test, ips, total);
     const auto ckpt = checkpoint_path(run.out, epoch + 1);
@@ -305,28 +249,28 @@ TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& 
     ckpt_meta["odyssey.rng"] = nlohmann::json{{"seed", s.seed}, {"next_epoch", epoch + 1}, {"next_batch", 0},
                                               {"scheme", "counter-based: batch b of epoch e derives from (seed, e, b)"}}
                                    .dump();
-    save_checkpoint(ckpt, *net, sgd, epoch + 1, step, ckpt_meta);
+    save_checkpoint(ckpt, net, opt, epoch + 1, step, ckpt_meta);
     prune_checkpoints(run.out, std::max<std::size_t>(1, run.keep_checkpoints));
     ++result.epochs_run;
-    if (!run.quiet)
-      std::printf("epoch %zu/%zu: train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %.1f img/s | %s | saved %s\n",
-                  epoch + 1, s.epochs, loss_sum / double(seen), 100.0 * double(correct) / double(seen), result.test.loss,
-                  100 * result.test.accuracy, ips, Progress::clock(total).c_str(), ckpt.filename().string().c_str());
-    if (!run.quiet) {
-      const auto per = result.test.per_class();
-      std::string line = "  test accuracy per class:";
-      for (std::size_t c = 0; c < per.size(); ++c)
-        line += detail::rformat(" {}={:.1f}%", c < test_set.class_names.size() ? test_set.class_names[c] : std::to_string(c), 100 * per[c]);
-      std::printf("%s\n", line.c_str());
-    }
+    obs.epoch_done({epoch + 1, s.epochs, step, loss_sum / double(seen), double(correct) / double(seen), result.test, ips,
+                    total, ckpt});
   }
-  if (result.epochs_run == 0) result.test = evaluate(*net, test_set, run.eval_batch, !run.quiet);
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+  if (result.epochs_run == 0) result.test = evaluate(net, test_set, run.eval_batch, eval_progress);
+  result.seconds = detail::seconds_since(run_start);
   result.images_per_second = result.seconds > 0 ? double(images_total) / result.seconds : 0;
-  save_weights(result.weights, *net, meta);
+  save_weights(result.weights, net, meta);
   result.plot = run.out / "curves.png";
   result.plot_problem = plot_metrics(result.metrics, result.plot, detail::rformat("{} on {}", model_name, s.dataset));
   return result;
+}
+
+/// The same for a model type built from the run's seed, Net(s.seed), as the shipped models are.
+template <Layer Net>
+  requires std::constructible_from<Net, std::uint64_t>
+TrainResult train(const TrainSettings& s, const RunOptions& run, const Dataset& train_set, const Dataset& test_set,
+                  const std::string& model_name, TrainObserver* observer = nullptr) {
+  auto net = std::make_unique<Net>(s.seed);
+  return train(*net, s, run, train_set, test_set, model_name, observer);
 }
 
 }  // namespace odyssey

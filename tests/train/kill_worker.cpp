@@ -43,7 +43,6 @@ int main(int argc, char** argv) {
     RunOptions run;
     run.out = dir;
     run.resume = argc > 3 && std::strcmp(argv[3], "--resume") == 0;
-    run.quiet = true;
     run.eval_batch = 64;
     run.keep_checkpoints = 2;
     train<Net>(s, run, testing::synthetic_dataset(160, 1), testing::synthetic_dataset(40, 2), "tiny");

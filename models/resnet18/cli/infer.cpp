@@ -1,5 +1,6 @@
 // `odyssey eval`, `predict` and `info`: use and inspect weights files (or checkpoints).
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -77,7 +78,12 @@ int run_eval(const EvalArgs& a) {
   const EvalResult r = with_model(channels, [&]<class Net>() {
     auto net = std::make_unique<Net>(0);
     load_weights(a.weights, *net);
-    return evaluate(*net, test, a.batch, true);
+    return evaluate(*net, test, a.batch, [](std::size_t done, std::size_t total) {
+      if (isatty(STDOUT_FILENO) != 1) return;
+      std::printf("\r\033[Kevaluating %zu/%zu", done, total);
+      if (done == total) std::printf("\r\033[K");
+      std::fflush(stdout);
+    });
   });
   std::printf("%s on %s (%zu images): loss %.4f, accuracy %.2f%%\n", a.weights.c_str(), test.name.c_str(), r.count,
               r.loss, 100 * r.accuracy);

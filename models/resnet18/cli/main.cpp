@@ -36,8 +36,11 @@ int main(int argc, char** argv) {
   try {
     for (auto* sub : app.get_subcommands()) return run.at(sub->get_name())();
   } catch (const odyssey::TrainingDiverged& e) {
-    std::fprintf(stderr, "odyssey: %s\n", e.what());
+    std::fprintf(stderr, "odyssey: %s Try a smaller --lr or a warm-up (--warmup-epochs).\n", e.what());
     return odyssey::cli::kExitDiverged;
+  } catch (const odyssey::SettingError& e) {
+    std::fprintf(stderr, "odyssey: error: %s (%s)\n", e.what(), odyssey::cli::flag_hint(e.setting()).c_str());
+    return odyssey::cli::kExitBadInput;
   } catch (const odyssey::Error& e) {
     std::fprintf(stderr, "odyssey: error: %s\n", e.what());
     return odyssey::cli::kExitBadInput;

@@ -54,4 +54,13 @@ inline std::string model_name(std::size_t channels) {
   return fmt::format("ResNet18(in_channels={}, classes=10, width=64)", channels);
 }
 
+/// The flags behind a library setting, for SettingError messages.
+inline std::string flag_hint(const std::string& setting) {
+  if (setting == "epochs") return "--epochs";
+  if (setting == "batch_size") return "--batch-size; with --train-subset, the number of training images";
+  if (setting == "resume") return "--resume continues the run in --out; a new run needs a new --out";
+  if (setting == "lr") return "--lr";
+  return setting;
+}
+
 }  // namespace odyssey::cli

@@ -13,6 +13,7 @@
 #include "commands.h"
 import odyssey;
 import odyssey.cli;
+import odyssey.cli.progress;
 
 namespace odyssey::cli {
 
@@ -23,7 +24,7 @@ struct TrainArgs {
   TrainSettings settings;
   RunOptions run;
   std::size_t threads = 0;
-  bool no_augment = false;
+  bool no_augment = false, quiet = false;
 };
 
 std::string default_out(const std::string& dataset) {
@@ -46,15 +47,16 @@ int run_train(TrainArgs& a) {
   if (a.settings.train_subset) train_set = subset(train_set, a.settings.train_subset);
   Dataset test_set = load_dataset(a.dataset, a.data, Split::test);
   if (a.settings.test_subset) test_set = subset(test_set, a.settings.test_subset);
-  if (!a.run.quiet)
+  if (!a.quiet)
     std::printf("%s: %zu training and %zu test images of %zux%zux%zu; %s, %zu epoch(s), batch %zu, lr %g (%s), "
                 "seed %llu; run directory %s\n",
                 a.dataset.c_str(), train_set.count, test_set.count, train_set.channels, train_set.height,
                 train_set.width, model_name(train_set.channels).c_str(), a.settings.epochs,
                 a.settings.batch_size, a.settings.schedule.lr, a.schedule.c_str(),
                 static_cast<unsigned long long>(a.settings.seed), a.run.out.string().c_str());
+  ConsoleObserver observer(a.quiet, test_set.class_names);
   const TrainResult r = with_model(train_set.channels, [&]<class Net>() {
-    return train<Net>(a.settings, a.run, train_set, test_set, model_name(train_set.channels));
+    return train<Net>(a.settings, a.run, train_set, test_set, model_name(train_set.channels), &observer);
   });
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto per_class = r.test.per_class();
@@ -133,7 +135,7 @@ std::function<int()> add_train(CLI::App& app) {
       ->check(CLI::Range(1, 65536))
       ->capture_default_str();
   c->add_option("--threads", a->threads, "threads (default: every core)")->check(CLI::Range(1, 1024));
-  c->add_flag("--quiet", a->run.quiet, "no progress output");
+  c->add_flag("--quiet", a->quiet, "no progress output");
   return [a] { return run_train(*a); };
 }
 

@@ -1,0 +1,85 @@
+// What defines a training run (TrainSettings, saved in every checkpoint), how to run it
+// (RunOptions, free to change on resume), and the errors a run ends with. Messages name the
+// settings by their field names; a front end (the CLI) adds its own flag names.
+module;
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <nlohmann/json.hpp>
+export module odyssey.train:settings;
+import odyssey.tensor;
+import odyssey.optim;
+
+export namespace odyssey {
+
+/// A setting (named by its TrainSettings or RunOptions field, e.g. "batch_size") cannot be
+/// used as given.
+class SettingError : public ValueError {
+ public:
+  SettingError(std::string setting, const std::string& message) : ValueError(message), setting_(std::move(setting)) {}
+  [[nodiscard]] const std::string& setting() const noexcept { return setting_; }
+
+ private:
+  std::string setting_;
+};
+
+/// Training stopped because the loss became NaN or infinite. Nothing was updated by the
+/// step that diverged; `last_checkpoint` (empty if none was written) holds the last good state.
+class TrainingDiverged : public Error {
+ public:
+  TrainingDiverged(const std::string& message, std::size_t epoch, std::size_t step, double lr,
+                   std::filesystem::path last_checkpoint)
+      : Error(message), epoch(epoch), step(step), lr(lr), last_checkpoint(std::move(last_checkpoint)) {}
+  std::size_t epoch, step;  // 1-based
+  double lr;
+  std::filesystem::path last_checkpoint;
+};
+
+/// What defines a run. Saved in checkpoints; resuming requires the same settings.
+struct TrainSettings {
+  std::string dataset = "fashion-mnist";
+  std::size_t train_subset = 0;  // 0: the whole training set
+  std::size_t test_subset = 0;   // 0: the whole test set
+  std::size_t epochs = 1;
+  std::size_t batch_size = 128;
+  ScheduleOptions schedule;
+  SgdOptions sgd;
+  double label_smoothing = 0;
+  bool augment = true;
+  std::uint64_t seed = 0;
+
+  [[nodiscard]] nlohmann::json to_json() const {
+    const char* kinds[] = {"constant", "step", "cosine", "onecycle"};
+    return {{"dataset", dataset},
+            {"train_subset", train_subset},
+            {"test_subset", test_subset},
+            {"epochs", epochs},
+            {"batch_size", batch_size},
+            {"schedule", kinds[static_cast<int>(schedule.kind)]},
+            {"lr", schedule.lr},
+            {"step_epochs", schedule.step_epochs},
+            {"step_gamma", schedule.step_gamma},
+            {"min_lr", schedule.min_lr},
+            {"warmup_epochs", schedule.warmup_epochs},
+            {"momentum", sgd.momentum},
+            {"weight_decay", sgd.weight_decay},
+            {"nesterov", sgd.nesterov},
+            {"decay_all", sgd.decay_all},
+            {"label_smoothing", label_smoothing},
+            {"augment", augment},
+            {"seed", seed}};
+  }
+};
+
+/// How to run it: these may change between a run and its resumption.
+struct RunOptions {
+  std::filesystem::path out = "runs/latest";
+  bool resume = false;
+  std::size_t keep_checkpoints = 3;
+  std::size_t log_every = 20;  // steps between step rows in metrics.csv
+  std::size_t eval_batch = 256;
+};
+
+}  // namespace odyssey
