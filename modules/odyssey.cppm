@@ -4,7 +4,7 @@ export import odyssey.tensor;
 export import odyssey.kernels;
 export import odyssey.layers;
 export import odyssey.optim;
-export import odyssey.models.resnet18;
+export import odyssey.models.resnet;
 export import odyssey.data;
 export import odyssey.io;
 export import odyssey.train;

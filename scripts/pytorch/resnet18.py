@@ -1,6 +1,7 @@
-"""The CIFAR ResNet-18 in PyTorch, with the same module names as odyssey's
-(conv1, bn1, layer1.0.conv1, layer2.0.shortcut.0, linear, ...), plus a minimal safetensors
-writer and reader (Debian's python3-torch has no safetensors package).
+"""The CIFAR ResNets in PyTorch (ResNet-18, ResNet-34, PreAct ResNet-18, as kuangliu's
+pytorch-cifar defines them), with the same module names as odyssey's (conv1, bn1,
+layer1.0.conv1, layer2.0.shortcut.0, linear, ...), plus a minimal safetensors writer and
+reader (Debian's python3-torch has no safetensors package).
 
 Used to make the reference files the tests read and to run PyTorch beside odyssey in the
 benchmarks. Run with Debian's interpreter: /usr/bin/python3.
@@ -31,24 +32,66 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x))
 
 
-class ResNet18(nn.Module):
-    def __init__(self, in_channels=3, classes=10, width=64):
+class PreActBlock(nn.Module):
+    """relu(bn1(x)) feeds conv1 and, when the shape changes, the 1x1 shortcut; the identity
+    shortcut is x itself; no ReLU after the sum."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if hasattr(self, "shortcut") else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class ResNet(nn.Module):
+    """conv1 (+ bn1 and ReLU unless pre-activation), four stages, global average pool, linear."""
+
+    def __init__(self, block, blocks, in_channels=3, classes=10, width=64, stem_bn=True):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        if stem_bn:
+            self.bn1 = nn.BatchNorm2d(width)
         planes = [width, 2 * width, 4 * width, 8 * width]
         strides = [1, 2, 2, 2]
         in_planes = width
-        for i, (p, s) in enumerate(zip(planes, strides)):
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(in_planes, p, s), BasicBlock(p, p, 1)))
+        for i, (p, s, n) in enumerate(zip(planes, strides, blocks)):
+            layers = [block(in_planes, p, s)] + [block(p, p, 1) for _ in range(n - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
             in_planes = p
         self.linear = nn.Linear(8 * width, classes)
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.conv1(x)
+        if hasattr(self, "bn1"):
+            out = F.relu(self.bn1(out))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.linear(out)
+
+
+def ResNet18(in_channels=3, classes=10, width=64):
+    return ResNet(BasicBlock, [2, 2, 2, 2], in_channels, classes, width)
+
+
+def ResNet34(in_channels=3, classes=10, width=64):
+    return ResNet(BasicBlock, [3, 4, 6, 3], in_channels, classes, width)
+
+
+def PreActResNet18(in_channels=3, classes=10, width=64):
+    return ResNet(PreActBlock, [2, 2, 2, 2], in_channels, classes, width, stem_bn=False)
+
+
+MODELS = {"resnet18": ResNet18, "resnet34": ResNet34, "preact-resnet18": PreActResNet18}
 
 
 _DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
