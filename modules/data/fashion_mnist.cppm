@@ -1,6 +1,6 @@
 // Fashion-MNIST from its four IDX files (gzipped as Debian's dataset-fashion-mnist installs
-// them, or plain). The 28x28 images are padded with 2 background pixels on each side to
-// 32x32, so the CIFAR ResNet-18 takes them unchanged.
+// them, or plain). The 28x28 images are padded with `pad` background pixels on each side:
+// 2 by default (32x32, CIFAR's size), 0 for the native 28x28.
 module;
 #include <cstddef>
 #include <cstdint>
@@ -42,20 +42,21 @@ inline const std::vector<std::string> fashion_mnist_classes = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
-/// A 1-channel dataset from IDX images (any size, padded by 2 on each side: 28x28 becomes
-/// 32x32) and their labels, with Fashion-MNIST's classes and statistics (mean 0.2860,
-/// std 0.3530). Labels may be empty (images to predict); otherwise one per image.
+/// A 1-channel dataset from IDX images (any size, padded by `pad` on each side: with the
+/// default 2, 28x28 becomes 32x32) and their labels, with Fashion-MNIST's classes and
+/// statistics (mean 0.2860, std 0.3530, of the unpadded images). Labels may be empty (images
+/// to predict); otherwise one per image.
 [[nodiscard]] Dataset fashion_mnist_from_idx(const IdxImages& images, std::vector<std::uint8_t> labels,
-                                             std::string name) {
+                                             std::string name, std::size_t pad = 2) {
   if (labels.empty()) labels.assign(images.count, 0);
   if (labels.size() != images.count)
     throw ValueError(fmt::format("{}: {} images but {} labels", name, images.count, labels.size()));
   Dataset d;
   d.count = images.count;
   d.channels = 1;
-  d.height = images.rows + 4;
-  d.width = images.cols + 4;
-  d.pixels = pad_images(images.pixels, images.count, 1, images.rows, images.cols, 2);
+  d.height = images.rows + 2 * pad;
+  d.width = images.cols + 2 * pad;
+  d.pixels = pad ? pad_images(images.pixels, images.count, 1, images.rows, images.cols, pad) : images.pixels;
   d.labels = std::move(labels);
   d.class_names = fashion_mnist_classes;
   d.mean = {0.2860f, 0.0f, 0.0f};
@@ -65,9 +66,10 @@ inline const std::vector<std::string> fashion_mnist_classes = {
 }
 
 /// Loads the train (60000) or test (10000) split from `dir`: train-images-idx3-ubyte[.gz] and
-/// train-labels-idx1-ubyte[.gz], or the t10k-* pair. IoError when a file is missing or
-/// unreadable; FormatError naming the file when one is malformed or the counts disagree.
-[[nodiscard]] Dataset load_fashion_mnist(const std::filesystem::path& dir, Split split) {
+/// train-labels-idx1-ubyte[.gz], or the t10k-* pair, padded by `pad` pixels on each side.
+/// IoError when a file is missing or unreadable; FormatError naming the file when one is
+/// malformed or the counts disagree.
+[[nodiscard]] Dataset load_fashion_mnist(const std::filesystem::path& dir, Split split, std::size_t pad = 2) {
   const std::string prefix = split == Split::train ? "train" : "t10k";
   const auto images_path = detail::find_idx(dir, prefix + "-images-idx3-ubyte", "images");
   const auto labels_path = detail::find_idx(dir, prefix + "-labels-idx1-ubyte", "labels");
@@ -77,13 +79,12 @@ inline const std::vector<std::string> fashion_mnist_classes = {
     throw FormatError(fmt::format("{} holds {} images but {} holds {} labels",
                                   images_path.string(), images.count, labels_path.string(),
                                   labels.size()));
-  return fashion_mnist_from_idx(images, std::move(labels),
-                                fmt::format("fashion-mnist {}", split_name(split)));
+  return fashion_mnist_from_idx(images, std::move(labels), fmt::format("fashion-mnist {}", split_name(split)), pad);
 }
 
 /// The same, from the default directory.
-[[nodiscard]] Dataset load_fashion_mnist(Split split) {
-  return load_fashion_mnist(std::filesystem::path(fashion_mnist_default_dir), split);
+[[nodiscard]] Dataset load_fashion_mnist(Split split, std::size_t pad = 2) {
+  return load_fashion_mnist(std::filesystem::path(fashion_mnist_default_dir), split, pad);
 }
 
 }  // namespace odyssey

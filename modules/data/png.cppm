@@ -1,4 +1,4 @@
-// PNG images for prediction, read with libpng's simplified API into [C, 32, 32] bytes.
+// PNG images for prediction, read with libpng's simplified API into [C, size, size] bytes.
 module;
 #include <png.h>
 
@@ -13,11 +13,13 @@ import odyssey.tensor;
 
 export namespace odyssey {
 
-/// Reads a PNG as `channels` x 32 x 32 bytes (channels 1 or 3). 28x28 images are padded by
-/// 2 pixels of 0 on every side (Fashion-MNIST's way) when channels is 1; colour becomes grey
-/// (libpng's luminance) for 1 channel, grey is repeated for 3. IoError when the file cannot
-/// be read, FormatError when it is not a valid PNG, ShapeError for another size.
-std::vector<std::uint8_t> read_png_image(const std::filesystem::path& path, std::size_t channels) {
+/// Reads a PNG as `channels` x size x size bytes (channels 1 or 3). A 1-channel model also
+/// takes 28x28 images (Fashion-MNIST's size), padded with 0 to `size` on every side as the
+/// dataset is; colour becomes grey (libpng's luminance) for 1 channel, grey is repeated for 3.
+/// IoError when the file cannot be read, FormatError when it is not a valid PNG, ShapeError
+/// for another size.
+std::vector<std::uint8_t> read_png_image(const std::filesystem::path& path, std::size_t channels,
+                                         std::size_t size = 32) {
   const std::string name = path.string();
   png_image img{};
   img.version = PNG_IMAGE_VERSION;
@@ -26,21 +28,22 @@ std::vector<std::uint8_t> read_png_image(const std::filesystem::path& path, std:
   if (!png_image_begin_read_from_file(&img, name.c_str()))
     throw FormatError(fmt::format("{}: not a readable PNG ({})", name, img.message));
   const std::size_t w = img.width, h = img.height;
-  const bool fits = (w == 32 && h == 32) || (w == 28 && h == 28 && channels == 1);
+  const bool fits = (w == size && h == size) || (w == 28 && h == 28 && channels == 1 && size >= 28 && size % 2 == 0);
   if (!fits) {
     png_image_free(&img);
-    throw ShapeError(fmt::format("{}: a {}x{} image; the model takes 32x32{}", name, w, h,
-                                 channels == 1 ? " (or 28x28, padded like Fashion-MNIST)" : ""));
+    throw ShapeError(fmt::format("{}: a {}x{} image; the model takes {}x{}{}", name, w, h, size, size,
+                                 channels == 1 && size != 28 ? " (or 28x28, padded like Fashion-MNIST)" : ""));
   }
   img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
   std::vector<std::uint8_t> hwc(PNG_IMAGE_SIZE(img));
   if (!png_image_finish_read(&img, nullptr, hwc.data(), 0, nullptr))
     throw FormatError(fmt::format("{}: cannot decode the PNG ({})", name, img.message));
-  const std::size_t pad = (32 - w) / 2;
-  std::vector<std::uint8_t> chw(channels * 32 * 32, 0);
+  const std::size_t pad = (size - w) / 2;
+  std::vector<std::uint8_t> chw(channels * size * size, 0);
   for (std::size_t y = 0; y < h; ++y)
     for (std::size_t x = 0; x < w; ++x)
-      for (std::size_t c = 0; c < channels; ++c) chw[(c * 32 + y + pad) * 32 + x + pad] = hwc[(y * w + x) * channels + c];
+      for (std::size_t c = 0; c < channels; ++c)
+        chw[(c * size + y + pad) * size + x + pad] = hwc[(y * w + x) * channels + c];
   return chw;
 }
 

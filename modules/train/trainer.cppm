@@ -108,11 +108,11 @@ inline std::vector<std::filesystem::path> prepare_run_directory(const RunOptions
   return existing;
 }
 
-/// Loads the newest readable checkpoint into net and opt and checks that it was made with
-/// `settings`; reports skipped (damaged) ones.
+/// Loads the newest readable checkpoint into net and opt and checks that it was made with the
+/// run's settings `run_settings`; reports skipped (damaged) ones.
 template <Layer Net, class T>
 CheckpointInfo resume_from(const std::vector<std::filesystem::path>& existing, Net& net, Optimizer<T>& opt,
-                           const TrainSettings& s, std::vector<std::string>& skipped) {
+                           const nlohmann::json& run_settings, std::vector<std::string>& skipped) {
   CheckpointInfo info;
   for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
     try {
@@ -128,12 +128,12 @@ CheckpointInfo resume_from(const std::vector<std::filesystem::path>& existing, N
     for (const auto& p : skipped) problems += "\n  " + p;
     throw FormatError("cannot resume: no checkpoint could be loaded:" + problems);
   }
-  const std::string settings = s.to_json().dump();
   const auto saved = info.metadata.find("odyssey.settings");
-  if (saved == info.metadata.end() || saved->second != settings) {
+  if (saved == info.metadata.end() || saved->second != run_settings.dump()) {
     std::string diff;
     if (saved != info.metadata.end()) {
-      const auto a = nlohmann::json::parse(saved->second), b = s.to_json();
+      const auto a = nlohmann::json::parse(saved->second);
+      const auto& b = run_settings;
       for (const auto& [k, v] : b.items())
         if (!a.contains(k) || a[k] != v)
           diff += rformat("\n  {}: the run has {}, now {}", k, a.contains(k) ? a[k].dump() : "nothing", v.dump());
@@ -154,7 +154,8 @@ inline double seconds_since(std::chrono::steady_clock::time_point t) {
 /// Trains `net` (a model the caller built and initialised) with settings `s`, writing the run
 /// into run.out; returns the final test evaluation and where the files are. With run.resume,
 /// continues from the newest checkpoint in run.out (which must have been made with `s`).
-/// `model_name` is recorded in the weights' metadata ("model").
+/// `model_name` is recorded in the weights' metadata ("model"); the model name and its input
+/// shape are part of what a resumed run must match.
 template <Layer Net>
 TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const Dataset& train_set,
                   const Dataset& test_set, const std::string& model_name, TrainObserver* observer = nullptr) {
@@ -171,6 +172,10 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
                                                      "training images",
                                                      train_set.count, s.batch_size));
   const auto existing = detail::prepare_run_directory(run);
+  // What a resumed run must match: the settings, the model and its input shape.
+  nlohmann::json run_settings = s.to_json();
+  run_settings["model"] = model_name;
+  run_settings["input"] = Net::input_shape::str();
 
   Sgd<T> opt(parameters(net), s.sgd);
   BatchLoader loader(train_set, LoaderOptions{s.batch_size, true, s.augment, s.seed});
@@ -180,7 +185,7 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   std::size_t first_epoch = 0, step = 0;
   if (run.resume) {
     std::vector<std::string> skipped;
-    const CheckpointInfo info = detail::resume_from(existing, net, opt, s, skipped);
+    const CheckpointInfo info = detail::resume_from(existing, net, opt, run_settings, skipped);
     first_epoch = info.epochs_done;
     step = info.step;
     obs.resumed(info, skipped);
@@ -192,7 +197,7 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   MetricsCsv csv(result.metrics, first_epoch, run.resume);
   Metadata meta = dataset_metadata(train_set, s.dataset);
   meta["model"] = model_name;
-  meta["odyssey.settings"] = s.to_json().dump();
+  meta["odyssey.settings"] = run_settings.dump();
 
   TrainStep<Net> trainer(s.label_smoothing);
   Batch batch;

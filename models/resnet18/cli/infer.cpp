@@ -25,16 +25,41 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// The input channel count of the ResNet-18 whose weights are in `file` (conv1.weight is
-/// [64, C, 3, 3]); FormatError when the file is not such a model.
-std::size_t model_channels(const SafeTensors& file) {
+/// The model a weights file holds: the architecture from its metadata ("model"), or, for a
+/// file saved elsewhere (PyTorch), from its tensor names; the input channels from conv1.weight
+/// ([64, C, 3, 3]); the image size from the metadata ("image_size"), else 32. FormatError or
+/// ShapeError when the file is not one of odyssey's models.
+ModelSpec model_of(const SafeTensors& file) {
   if (!file.contains("conv1.weight"))
-    throw FormatError(fmt::format("{}: no tensor 'conv1.weight': not a ResNet-18 weights file", file.source()));
+    throw FormatError(fmt::format("{}: no tensor 'conv1.weight': not a weights file of {}", file.source(), kModels));
   const auto& shape = file.tensor("conv1.weight").shape;
   if (shape.size() != 4 || shape[0] != 64 || shape[2] != 3 || shape[3] != 3)
-    throw ShapeError(fmt::format("{}: tensor 'conv1.weight' has shape {} but a ResNet-18 stem is [64, C, 3, 3]",
+    throw ShapeError(fmt::format("{}: tensor 'conv1.weight' has shape {} but the models' stem is [64, C, 3, 3]",
                                  file.source(), shape_string(shape)));
-  return shape[1];
+  ModelSpec m;
+  m.channels = shape[1];
+  const auto& meta = file.metadata();
+  const auto model = meta.find("model");
+  if (model != meta.end() && (model->second == "resnet18" || model->second == "resnet34" ||
+                              model->second == "preact-resnet18")) {
+    m.arch = model->second;
+  } else if (model != meta.end() && model->second.rfind("ResNet18(", 0) == 0) {
+    m.arch = "resnet18";  // files of odyssey 0.1, which named the model so
+  } else if (file.contains("layer1.2.conv1.weight")) {
+    m.arch = "resnet34";
+  } else if (!file.contains("bn1.weight") && file.contains("layer1.0.bn1.weight")) {
+    m.arch = "preact-resnet18";
+  } else {
+    m.arch = "resnet18";
+  }
+  const auto size = meta.find("image_size");
+  if (size != meta.end()) {
+    if (size->second == "28x28") m.size = 28;
+    else if (size->second == "32x32") m.size = 32;
+    else throw FormatError(fmt::format("{}: metadata image_size is '{}'; odyssey's models take 28x28 or 32x32",
+                                       file.source(), size->second));
+  }
+  return m;
 }
 
 std::string meta_or(const std::map<std::string, std::string>& m, const std::string& key, const std::string& fallback) {
@@ -68,14 +93,14 @@ struct EvalArgs {
 int run_eval(const EvalArgs& a) {
   auto threads = use_threads(a.threads);
   const SafeTensors file = SafeTensors::read(a.weights);
-  const std::size_t channels = model_channels(file);
-  const std::string dataset = a.dataset.empty() ? meta_or(file.metadata(), "dataset", channels == 3 ? "cifar10" : "fashion-mnist") : a.dataset;
-  Dataset test = load_dataset(dataset, a.data, Split::test);
-  if (test.channels != channels)
-    throw ShapeError(fmt::format("{} has {}-channel images but {} is a model for {} channels", dataset, test.channels,
-                                 a.weights, channels));
+  const ModelSpec spec = model_of(file);
+  const std::string dataset = a.dataset.empty() ? meta_or(file.metadata(), "dataset", spec.channels == 3 ? "cifar10" : "fashion-mnist") : a.dataset;
+  if ((dataset == "cifar10") != (spec.channels == 3))
+    throw ShapeError(fmt::format("{} has {}-channel images but {} is a model for {} input", dataset,
+                                 dataset == "cifar10" ? 3 : 1, a.weights, spec.input()));
+  Dataset test = load_dataset(dataset, a.data, Split::test, spec.size);
   apply_metadata(test, file.metadata());
-  const EvalResult r = with_model(channels, [&]<class Net>() {
+  const EvalResult r = with_model(spec, [&]<class Net>() {
     auto net = std::make_unique<Net>(0);
     load_weights(a.weights, *net);
     return evaluate(*net, test, a.batch, [](std::size_t done, std::size_t total) {
@@ -85,8 +110,8 @@ int run_eval(const EvalArgs& a) {
       std::fflush(stdout);
     });
   });
-  std::printf("%s on %s (%zu images): loss %.4f, accuracy %.2f%%\n", a.weights.c_str(), test.name.c_str(), r.count,
-              r.loss, 100 * r.accuracy);
+  std::printf("%s (%s, %s) on %s (%zu images): loss %.4f, accuracy %.2f%%\n", a.weights.c_str(), spec.arch.c_str(),
+              spec.input().c_str(), test.name.c_str(), r.count, r.loss, 100 * r.accuracy);
   const auto per = r.per_class();
   for (std::size_t c = 0; c < per.size(); ++c)
     std::printf("  %2zu %-12s %6.2f%%\n", c, c < test.class_names.size() ? test.class_names[c].c_str() : "", 100 * per[c]);
@@ -100,7 +125,7 @@ int run_eval(const EvalArgs& a) {
 void append_input(Dataset& d, const std::string& path) {
   const std::string ext = fs::path(path).extension().string();
   if (ext == ".png" || ext == ".PNG") {
-    const auto px = read_png_image(path, d.channels);
+    const auto px = read_png_image(path, d.channels, d.height);
     d.pixels.insert(d.pixels.end(), px.begin(), px.end());
     d.labels.push_back(0);
     ++d.count;
@@ -109,10 +134,12 @@ void append_input(Dataset& d, const std::string& path) {
     append_cifar10_file(d, path);
   } else {
     if (d.channels != 1) throw ShapeError(fmt::format("{}: IDX images have 1 channel, this model 3", path));
-    const Dataset images = fashion_mnist_from_idx(load_idx_images(path), {}, path);
-    if (images.height != 32 || images.width != 32)
-      throw ShapeError(fmt::format("{}: {}x{} images; this model takes 28x28 (padded) or 32x32", path,
-                                   images.height - 4, images.width - 4));
+    const IdxImages idx = load_idx_images(path);
+    const bool pads = idx.rows == idx.cols && idx.rows <= d.height && (d.height - idx.rows) % 2 == 0;
+    if (!pads)
+      throw ShapeError(fmt::format("{}: {}x{} images; this model takes {}x{}{}", path, idx.rows, idx.cols, d.height,
+                                   d.width, d.height > 28 ? " (or 28x28, padded like Fashion-MNIST)" : ""));
+    const Dataset images = fashion_mnist_from_idx(idx, {}, path, (d.height - idx.rows) / 2);
     d.pixels.insert(d.pixels.end(), images.pixels.begin(), images.pixels.end());
     d.labels.insert(d.labels.end(), images.count, 0);
     d.count += images.count;
@@ -128,14 +155,15 @@ struct PredictArgs {
 int run_predict(const PredictArgs& a) {
   auto threads = use_threads(a.threads);
   const SafeTensors file = SafeTensors::read(a.weights);
-  const std::size_t channels = model_channels(file);
-  Dataset d = channels == 3 ? cifar10_dataset("predict inputs") : fashion_mnist_from_idx(IdxImages{0, 28, 28, {}}, {}, "predict inputs");
+  const ModelSpec spec = model_of(file);
+  Dataset d = spec.channels == 3 ? cifar10_dataset("predict inputs")
+                                 : fashion_mnist_from_idx(IdxImages{0, 28, 28, {}}, {}, "predict inputs", (spec.size - 28) / 2);
   apply_metadata(d, file.metadata());
   for (const auto& in : a.inputs) append_input(d, in);
-  with_model(channels, [&]<class Net>() {
+  with_model(spec, [&]<class Net>() {
     auto net = std::make_unique<Net>(0);
     load_weights(a.weights, *net);
-    expect_images<typename Net::input_shape>(d, model_name(channels));
+    expect_images<typename Net::input_shape>(d, spec.arch);
     BatchLoader loader(d, LoaderOptions{a.batch, false, false, 0});
     loader.start_epoch(0);
     Context<float> ctx;
@@ -167,6 +195,12 @@ int run_info(const std::string& path) {
   const SafeTensors file = SafeTensors::read(path);
   std::size_t params = 0, buffers = 0, optimizer = 0;
   std::printf("%s: %zu tensors\n", path.c_str(), file.size());
+  try {
+    const ModelSpec spec = model_of(file);
+    std::printf("model: %s, input %s\n", spec.arch.c_str(), spec.input().c_str());
+  } catch (const Error&) {
+    std::printf("model: none of odyssey's (%s)\n", kModels);
+  }
   for (const auto& name : file.names()) {
     const TensorView& t = file.tensor(name);
     std::printf("  %-40s %s %s\n", name.c_str(), std::string(dtype_name(t.dtype)).c_str(), shape_string(t.shape).c_str());
@@ -192,7 +226,7 @@ std::function<int()> add_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   auto* c = app.add_subcommand("eval", "Evaluate weights on a test set: loss, accuracy, per-class accuracy and the "
                                        "confusion matrix.");
-  c->add_option("--weights", a->weights, "weights.safetensors (or a checkpoint) of a ResNet-18")
+  c->add_option("--weights", a->weights, "weights.safetensors (or a checkpoint) of one of odyssey's models (the model is read from the file)")
       ->required()
       ->check(CLI::ExistingFile);
   c->add_option("--dataset", a->dataset, "fashion-mnist or cifar10 (default: the one in the weights' metadata)")
@@ -209,7 +243,7 @@ std::function<int()> add_predict(CLI::App& app) {
       "predict",
       "Classify images and write CSV to stdout: index,predicted,prob_0,...,prob_9 (softmax), one row per "
       "image, indices running across all INPUTs in order.");
-  c->add_option("--weights", a->weights, "weights.safetensors (or a checkpoint) of a ResNet-18")
+  c->add_option("--weights", a->weights, "weights.safetensors (or a checkpoint) of one of odyssey's models (the model is read from the file)")
       ->required()
       ->check(CLI::ExistingFile);
   c->add_option("INPUT", a->inputs,

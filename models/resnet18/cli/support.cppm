@@ -1,5 +1,6 @@
 // odyssey.cli: what the `odyssey` subcommands share: exit codes, dataset choice and loading,
-// thread control, and picking the ResNet-18 instantiation for an input channel count.
+// thread control, and picking the model instantiation for an architecture, an input channel
+// count and an image size.
 module;
 #include <tbb/global_control.h>
 
@@ -25,10 +26,20 @@ inline std::string default_data_dir(const std::string& dataset) {
   return dataset == "cifar10" ? "data/cifar-10-batches-bin" : std::string(fashion_mnist_default_dir);
 }
 
-inline Dataset load_dataset(const std::string& dataset, const std::string& dir, Split split) {
+/// Loads a split at image size `size` (Fashion-MNIST: 28, native, or 32, padded by 2 pixels;
+/// CIFAR-10: 32).
+inline Dataset load_dataset(const std::string& dataset, const std::string& dir, Split split, std::size_t size = 32) {
   const std::filesystem::path d = dir.empty() ? default_data_dir(dataset) : dir;
-  if (dataset == "cifar10") return load_cifar10(d, split);
-  if (dataset == "fashion-mnist") return load_fashion_mnist(d, split);
+  if (dataset == "cifar10") {
+    if (size != 32) throw ValueError(fmt::format("CIFAR-10 images are 32x32, not {}x{} (--image-size)", size, size));
+    return load_cifar10(d, split);
+  }
+  if (dataset == "fashion-mnist") {
+    if (size != 28 && size != 32)
+      throw ValueError(fmt::format("Fashion-MNIST trains at 28x28 (native) or 32x32 (padded), not {}x{} "
+                                   "(--image-size)", size, size));
+    return load_fashion_mnist(d, split, (size - 28) / 2);
+  }
   throw ValueError(fmt::format("unknown dataset '{}' ({})", dataset, kDatasets));
 }
 
@@ -38,20 +49,30 @@ inline std::unique_ptr<tbb::global_control> use_threads(std::size_t threads) {
   return std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, n);
 }
 
-template <std::size_t C>
-using Model = models::ResNet18<float, C, 32, 32, 10>;
+inline constexpr const char* kModels = "resnet18|resnet34|preact-resnet18";
 
-/// Calls f.template operator()<Model<C>>() for the model taking `channels` input channels.
+/// Which model: the architecture, its input channels and image size (10 classes, width 64).
+struct ModelSpec {
+  std::string arch = "resnet18";
+  std::size_t channels = 1, size = 32;
+  [[nodiscard]] std::string input() const { return fmt::format("{}x{}x{}", channels, size, size); }
+};
+
+/// Calls f.template operator()<Net>() with the model type of `m`.
 template <class F>
-decltype(auto) with_model(std::size_t channels, F&& f) {
-  if (channels == 1) return f.template operator()<Model<1>>();
-  if (channels == 3) return f.template operator()<Model<3>>();
-  throw ValueError(fmt::format("a ResNet-18 with {} input channels: odyssey's have 1 (Fashion-MNIST) or 3 "
-                               "(CIFAR-10)", channels));
-}
-
-inline std::string model_name(std::size_t channels) {
-  return fmt::format("ResNet18(in_channels={}, classes=10, width=64)", channels);
+decltype(auto) with_model(const ModelSpec& m, F&& f) {
+  auto sized = [&]<template <class, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t> class M>()
+      -> decltype(auto) {
+    if (m.channels == 1 && m.size == 28) return f.template operator()<M<float, 1, 28, 28, 10, 64>>();
+    if (m.channels == 1 && m.size == 32) return f.template operator()<M<float, 1, 32, 32, 10, 64>>();
+    if (m.channels == 3 && m.size == 32) return f.template operator()<M<float, 3, 32, 32, 10, 64>>();
+    throw ValueError(fmt::format("no {} for {} images: odyssey's take 1x28x28 or 1x32x32 (Fashion-MNIST) or "
+                                 "3x32x32 (CIFAR-10)", m.arch, m.input()));
+  };
+  if (m.arch == "resnet18") return sized.template operator()<models::ResNet18>();
+  if (m.arch == "resnet34") return sized.template operator()<models::ResNet34>();
+  if (m.arch == "preact-resnet18") return sized.template operator()<models::PreActResNet18>();
+  throw ValueError(fmt::format("unknown model '{}' ({})", m.arch, kModels));
 }
 
 /// The flags behind a library setting, for SettingError messages.

@@ -1,4 +1,5 @@
-// `odyssey train`: train ResNet-18, with checkpoints every epoch and --resume.
+// `odyssey train`: train a model (ResNet-18, ResNet-34, PreAct ResNet-18), with checkpoints
+// every epoch and --resume.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -20,7 +21,8 @@ namespace odyssey::cli {
 namespace {
 
 struct TrainArgs {
-  std::string dataset = "fashion-mnist", data, out, schedule = "cosine";
+  std::string dataset = "fashion-mnist", data, out, schedule = "cosine", model = "resnet18";
+  std::size_t image_size = 32;
   TrainSettings settings;
   RunOptions run;
   std::size_t threads = 0;
@@ -43,20 +45,21 @@ int run_train(TrainArgs& a) {
   if (a.run.resume && a.out.empty()) throw ValueError("--resume needs --out, the run directory to continue");
 
   const auto t0 = std::chrono::steady_clock::now();
-  Dataset train_set = load_dataset(a.dataset, a.data, Split::train);
+  Dataset train_set = load_dataset(a.dataset, a.data, Split::train, a.image_size);
   if (a.settings.train_subset) train_set = subset(train_set, a.settings.train_subset);
-  Dataset test_set = load_dataset(a.dataset, a.data, Split::test);
+  Dataset test_set = load_dataset(a.dataset, a.data, Split::test, a.image_size);
   if (a.settings.test_subset) test_set = subset(test_set, a.settings.test_subset);
   if (!a.quiet)
     std::printf("%s: %zu training and %zu test images of %zux%zux%zu; %s, %zu epoch(s), batch %zu, lr %g (%s), "
                 "seed %llu; run directory %s\n",
                 a.dataset.c_str(), train_set.count, test_set.count, train_set.channels, train_set.height,
-                train_set.width, model_name(train_set.channels).c_str(), a.settings.epochs,
+                train_set.width, a.model.c_str(), a.settings.epochs,
                 a.settings.batch_size, a.settings.schedule.lr, a.schedule.c_str(),
                 static_cast<unsigned long long>(a.settings.seed), a.run.out.string().c_str());
   ConsoleObserver observer(a.quiet, test_set.class_names);
-  const TrainResult r = with_model(train_set.channels, [&]<class Net>() {
-    return train<Net>(a.settings, a.run, train_set, test_set, model_name(train_set.channels), &observer);
+  const ModelSpec spec{a.model, train_set.channels, train_set.height};
+  const TrainResult r = with_model(spec, [&]<class Net>() {
+    return train<Net>(a.settings, a.run, train_set, test_set, spec.arch, &observer);
   });
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto per_class = r.test.per_class();
@@ -79,7 +82,7 @@ std::function<int()> add_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
   auto* c = app.add_subcommand(
       "train",
-      "Train ResNet-18. Checkpoints after every epoch in the run directory (the last "
+      "Train a model (--model: ResNet-18 by default, ResNet-34, PreAct ResNet-18). Checkpoints after every epoch in the run directory (the last "
       "--keep-checkpoints kept), metrics.csv, curves.png and weights.safetensors at the end. "
       "--resume continues a stopped run from its newest checkpoint and ends bitwise where the "
       "uninterrupted run would (same settings; any thread count).");
@@ -88,6 +91,15 @@ std::function<int()> add_train(CLI::App& app) {
   s.schedule.lr = 0.1;
   c->add_option("--dataset", a->dataset, "fashion-mnist (default; Debian's dataset-fashion-mnist) or cifar10")
       ->check(CLI::IsMember({"fashion-mnist", "cifar10"}));
+  c->add_option("--model", a->model,
+                "resnet18 (default), resnet34 (3-4-6-3 blocks) or preact-resnet18 (pre-activation blocks); "
+                "recorded in the weights, so eval, predict and info need not be told")
+      ->check(CLI::IsMember({"resnet18", "resnet34", "preact-resnet18"}))
+      ->capture_default_str();
+  c->add_option("--image-size", a->image_size,
+                "Fashion-MNIST: 28 (native) or 32 (padded by 2 pixels, CIFAR's size); CIFAR-10: 32")
+      ->check(CLI::IsMember({28, 32}))
+      ->capture_default_str();
   c->add_option("--data", a->data,
                 "dataset folder (default: /usr/share/datasets/fashion-mnist, or data/cifar-10-batches-bin "
                 "for cifar10: the binary version of CIFAR-10)");
