@@ -188,6 +188,54 @@ void bm_sgd(benchmark::State& state) {
   op::report_bytes(state, 6.0 * double(n) * sizeof(float));  // read w, g, v; write w, v, g
 }
 
+// Max pooling: a CIFAR-sized stem (k3 s2 p1, overlapping windows) and a VGG-style 2x2.
+struct MaxPoolCase {
+  const char* name;
+  std::size_t c, h, kernel, stride, pad;
+};
+const MaxPoolCase kMaxPools[] = {{"64x32x32_k3s2p1", 64, 32, 3, 2, 1}, {"128x16x16_k2s2", 128, 16, 2, 2, 0}};
+
+void bm_maxpool(benchmark::State& state, MaxPoolCase mc, bool backward) {
+  const ok::MaxPool2dShape s{kBatch, mc.c, mc.h, mc.h, mc.kernel, mc.stride, mc.pad};
+  odyssey::AlignedBuffer<float> x(s.x_size()), y(s.y_size()), dx(s.x_size());
+  std::vector<std::int32_t> argmax(s.y_size());
+  for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = float((i * 7919) % 1000) * 0.001f;
+  ok::maxpool2d_forward(s, x.data(), y.data(), argmax.data());
+  for (auto _ : state) {
+    if (backward) ok::maxpool2d_backward(s, y.data(), argmax.data(), dx.data());
+    else ok::maxpool2d_forward(s, x.data(), y.data(), argmax.data());
+    benchmark::ClobberMemory();
+  }
+  // Forward reads x, writes y and the int32 argmax; backward reads dy and argmax, writes dx.
+  op::report_bytes(state, double(s.x_size() + 2 * s.y_size()) * sizeof(float));
+}
+
+void bm_dropout(benchmark::State& state, bool backward) {
+  const std::size_t n = kBatch * 64 * 32 * 32;
+  odyssey::AlignedBuffer<float> x(n), y(n);
+  std::vector<std::uint8_t> mask(n);
+  const ok::DropoutParams p{0.5, 1, 0};
+  ok::dropout_forward(n, x.data(), y.data(), mask.data(), p);
+  for (auto _ : state) {
+    if (backward) ok::dropout_backward(n, y.data(), mask.data(), p.p, x.data());
+    else ok::dropout_forward(n, x.data(), y.data(), mask.data(), p);
+    benchmark::ClobberMemory();
+  }
+  op::report_bytes(state, double(n) * (2 * sizeof(float) + 1));  // x or dy, y or dx, the mask
+}
+
+void bm_adamw(benchmark::State& state) {
+  const std::size_t n = 11'173'962;  // ResNet-18's parameters
+  odyssey::AlignedBuffer<float> w(n), g(n), m(n), v(n);
+  ok::AdamWParams p{1e-3, 0.9, 0.999, 1e-8, 0.01, 1};
+  for (auto _ : state) {
+    ok::adamw_update(n, w.data(), g.data(), m.data(), v.data(), p);
+    ++p.step;
+    benchmark::ClobberMemory();
+  }
+  op::report_bytes(state, 8.0 * double(n) * sizeof(float));  // read w, g, m, v; write w, m, v, g
+}
+
 template <class F, class... A>
 void add(const std::string& name, F f, A... args) {
   benchmark::RegisterBenchmark(name.c_str(), f, args...)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.3);
@@ -209,6 +257,13 @@ void register_others() {
   add("linear/bwd_weights/512to10", bm_linear, 2);
   add("cross_entropy/fwd_bwd/10", bm_cross_entropy);
   add("sgd/update/11.2M", bm_sgd);
+  for (const auto& mc : kMaxPools) {
+    add(std::string("maxpool/fwd/") + mc.name, bm_maxpool, mc, false);
+    add(std::string("maxpool/bwd/") + mc.name, bm_maxpool, mc, true);
+  }
+  add("dropout/fwd/64x32x32", bm_dropout, false);
+  add("dropout/bwd/64x32x32", bm_dropout, true);
+  add("adamw/update/11.2M", bm_adamw);
 }
 
 }  // namespace

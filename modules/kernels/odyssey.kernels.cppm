@@ -6,6 +6,7 @@ module;
 #include <odyssey/kernels/conv.h>
 #include <odyssey/kernels/dispatch.h>
 #include <odyssey/kernels/eltwise.h>
+#include <odyssey/kernels/flatten.h>
 #include <odyssey/kernels/linear.h>
 #include <odyssey/kernels/loss.h>
 #include <odyssey/kernels/pool.h>
@@ -35,8 +36,13 @@ using odyssey::kernels::batchnorm_forward_training;
 using odyssey::kernels::batchnorm_workspace_size;
 // eltwise.h
 using odyssey::kernels::accumulate;
+using odyssey::kernels::AdamWParams;
+using odyssey::kernels::adamw_update;
 using odyssey::kernels::add_forward;
 using odyssey::kernels::add_relu_forward;
+using odyssey::kernels::dropout_backward;
+using odyssey::kernels::dropout_forward;
+using odyssey::kernels::DropoutParams;
 using odyssey::kernels::relu_backward;
 using odyssey::kernels::relu_forward;
 using odyssey::kernels::SgdParams;
@@ -46,7 +52,13 @@ using odyssey::kernels::avgpool2d_backward;
 using odyssey::kernels::avgpool2d_forward;
 using odyssey::kernels::global_avgpool_backward;
 using odyssey::kernels::global_avgpool_forward;
+using odyssey::kernels::maxpool2d_backward;
+using odyssey::kernels::maxpool2d_forward;
+using odyssey::kernels::MaxPool2dShape;
 using odyssey::kernels::Pool2dShape;
+// flatten.h
+using odyssey::kernels::flatten_nhwc_to_nchw;
+using odyssey::kernels::unflatten_nchw_to_nhwc;
 // linear.h
 using odyssey::kernels::linear_backward_data;
 using odyssey::kernels::linear_backward_weights;

@@ -1,6 +1,7 @@
 // The kernels against numbers PyTorch 1.13 computed (tests/fixtures/kernels.json, made by
 // tests/fixtures/make_references.py): conv2d, batch norm in both modes, cross-entropy with
-// label smoothing, average pooling, linear and SGD (with and without Nesterov and decay).
+// label smoothing, average and max pooling, linear, SGD (with and without Nesterov and decay)
+// and AdamW.
 #define BOOST_TEST_MODULE torch_reference
 #include <boost/test/unit_test.hpp>
 #include <nlohmann/json.hpp>
@@ -146,5 +147,42 @@ BOOST_AUTO_TEST_CASE(sgd_matches_pytorch) {
     }
     expect_close(w, vec(c["w"]), std::string("sgd nesterov=") + (p.nesterov ? "1" : "0"));
     expect_close(v, vec(c["momentum_buffer"]), "sgd momentum buffer");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(maxpool_matches_pytorch) {
+  for (const auto& c : fixtures()["maxpool"]) {
+    const ok::MaxPool2dShape s{c["n"], c["c"], c["h"], c["w"], c["kernel"], c["stride"], c["padding"]};
+    const std::size_t pq = s.p() * s.q();
+    const Vec x = to_nhwc(vec(c["x"]), s.n, s.c, s.h * s.w), dy = to_nhwc(vec(c["dy"]), s.n, s.c, pq);
+    const auto torch_indices = c["indices"].get<std::vector<double>>();  // NCHW, as ih * w + iw
+    const auto indices = to_nhwc(torch_indices, s.n, s.c, pq);
+    Vec y(s.y_size()), dx(s.x_size());
+    std::vector<std::int32_t> argmax(s.y_size());
+    ok::maxpool2d_forward(s, x.data(), y.data(), argmax.data());
+    ok::maxpool2d_backward(s, dy.data(), argmax.data(), dx.data());
+    const std::string what = "maxpool " + std::to_string(s.h) + "x" + std::to_string(s.w) + " k" +
+                             std::to_string(s.kernel) + " s" + std::to_string(s.stride) + " p" + std::to_string(s.pad);
+    expect_close(y, to_nhwc(vec(c["y"]), s.n, s.c, pq), what + " y");
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < argmax.size(); ++i) differ += double(argmax[i]) != indices[i];
+    BOOST_TEST(differ == 0u, what << " indices: " << differ << " of " << argmax.size() << " differ from PyTorch's");
+    expect_close(dx, to_nhwc(vec(c["dx"]), s.n, s.c, s.h * s.w), what + " dx");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(adamw_matches_pytorch) {
+  for (const auto& c : fixtures()["adamw"]) {
+    Vec w = vec(c["w0"]), m(w.size(), 0.0), v(w.size(), 0.0);
+    ok::AdamWParams p{c["lr"], c["beta1"], c["beta2"], c["eps"], c["weight_decay"], 0};
+    for (const auto& gj : c["grads"]) {
+      Vec g = vec(gj);
+      ++p.step;
+      ok::adamw_update(w.size(), w.data(), g.data(), m.data(), v.data(), p);
+    }
+    BOOST_TEST(p.step == c["step"].get<std::int64_t>());
+    expect_close(w, vec(c["w"]), "adamw w");
+    expect_close(m, vec(c["exp_avg"]), "adamw exp_avg");
+    expect_close(v, vec(c["exp_avg_sq"]), "adamw exp_avg_sq");
   }
 }

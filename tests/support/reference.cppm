@@ -7,6 +7,7 @@ module;
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <vector>
 export module odyssey.testing:reference;
 
@@ -160,6 +161,51 @@ std::vector<double> avgpool_backward(std::size_t N, std::size_t C, std::size_t H
   return dx;
 }
 
+// ---- max pooling, channels-last, PyTorch's rule (padding is -inf; take an element when it
+// is greater than the best so far or NaN). Returns y and fills argmax (ih * W + iw).
+struct MaxPool {
+  std::size_t n, c, h, w, k, s, pad;
+  std::size_t p() const { return (h + 2 * pad - k) / s + 1; }
+  std::size_t q() const { return (w + 2 * pad - k) / s + 1; }
+};
+
+std::vector<double> maxpool_forward(const MaxPool& g, const std::vector<double>& x, std::vector<std::int32_t>& argmax) {
+  const std::size_t P = g.p(), Q = g.q();
+  std::vector<double> y(g.n * P * Q * g.c);
+  argmax.assign(y.size(), -1);
+  for (std::size_t n = 0; n < g.n; ++n)
+    for (std::size_t p = 0; p < P; ++p)
+      for (std::size_t q = 0; q < Q; ++q)
+        for (std::size_t c = 0; c < g.c; ++c) {
+          double best = -std::numeric_limits<double>::infinity();
+          long arg = -1;
+          for (std::size_t i = 0; i < g.k; ++i)
+            for (std::size_t j = 0; j < g.k; ++j) {
+              const long ih = long(p * g.s + i) - long(g.pad), iw = long(q * g.s + j) - long(g.pad);
+              if (ih < 0 || iw < 0 || ih >= long(g.h) || iw >= long(g.w)) continue;
+              if (arg < 0) arg = ih * long(g.w) + iw;  // the first pixel inside the image
+              const double v = x[((n * g.h + std::size_t(ih)) * g.w + std::size_t(iw)) * g.c + c];
+              if (v > best || std::isnan(v)) best = v, arg = ih * long(g.w) + iw;
+            }
+          const std::size_t o = ((n * P + p) * Q + q) * g.c + c;
+          y[o] = best;
+          argmax[o] = std::int32_t(arg);
+        }
+  return y;
+}
+
+/// Scatter form (the kernel gathers), in output order.
+std::vector<double> maxpool_backward(const MaxPool& g, const std::vector<double>& dy,
+                                     const std::vector<std::int32_t>& argmax) {
+  std::vector<double> dx(g.n * g.h * g.w * g.c, 0.0);
+  const std::size_t out = g.p() * g.q() * g.c;
+  for (std::size_t o = 0; o < dy.size(); ++o) {
+    const std::size_t n = o / out, c = o % g.c;
+    dx[(n * g.h * g.w + std::size_t(argmax[o])) * g.c + c] += dy[o];
+  }
+  return dx;
+}
+
 // ---- linear, PyTorch layouts
 std::vector<double> linear_forward(std::size_t N, std::size_t I, std::size_t O, const std::vector<double>& x,
                                    const std::vector<double>& w, const std::vector<double>& b) {
@@ -210,6 +256,22 @@ void sgd_step(SgdState& s, const std::vector<double>& grad, double lr, double mo
     s.w[i] -= lr * step;
   }
   s.started = true;
+}
+
+// ---- AdamW exactly as torch.optim.AdamW (1.13, amsgrad off), one step; `step` is 1-based.
+struct AdamWState {
+  std::vector<double> w, m, v;
+};
+void adamw_step(AdamWState& s, const std::vector<double>& grad, double lr, double beta1, double beta2, double eps,
+                double wd, long step) {
+  if (s.m.empty()) s.m.assign(s.w.size(), 0.0), s.v.assign(s.w.size(), 0.0);
+  const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));
+  for (std::size_t i = 0; i < s.w.size(); ++i) {
+    s.w[i] *= 1 - lr * wd;
+    s.m[i] = beta1 * s.m[i] + (1 - beta1) * grad[i];
+    s.v[i] = beta2 * s.v[i] + (1 - beta2) * grad[i] * grad[i];
+    s.w[i] -= lr / bc1 * s.m[i] / (std::sqrt(s.v[i]) / std::sqrt(bc2) + eps);
+  }
 }
 
 }  // namespace odyssey::testing::ref
