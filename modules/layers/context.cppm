@@ -2,6 +2,7 @@
 // memory for gradients that live only during a backward pass.
 module;
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 #include <vector>
 export module odyssey.layers:context;
@@ -73,6 +74,20 @@ template <class T>
 struct Context {
   Mode mode = Mode::training;
   Scratch<T> scratch;
+
+  /// Randomness of training-mode layers (Dropout): each call draws the stream
+  /// (step, k-th draw of the step), so masks are a pure function of (seed, step, k, element)
+  /// whatever the thread count, and a resumed run draws what the uninterrupted one would.
+  std::uint64_t seed = 0;
+  std::uint64_t step = 0;
+  std::uint64_t draws = 0;
+
+  /// Called by the training step before each forward pass.
+  void begin_step(std::uint64_t global_step) noexcept {
+    step = global_step;
+    draws = 0;
+  }
+  [[nodiscard]] std::uint64_t next_stream() noexcept { return (step << 20) | (draws++ & 0xfffff); }
 };
 
 }  // namespace odyssey

@@ -11,6 +11,7 @@ export import :conv;
 export import :batchnorm;
 export import :activation;
 export import :pool;
+export import :dropout;
 export import :linear;
 export import :loss;
 export import :named;

@@ -76,7 +76,7 @@ class Composition {
   static constexpr std::size_t index_of(std::string_view name) {
     std::size_t i = count;
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((part_name<layer_t<I>>() == name ? (i = I, true) : false) || ...);
+      (void)((part_name<layer_t<I>>() == name ? (i = I, true) : false) || ...);
     }(std::make_index_sequence<count>());
     return i;
   }

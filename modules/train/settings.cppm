@@ -5,11 +5,14 @@ module;
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 #include <nlohmann/json.hpp>
 export module odyssey.train:settings;
 import odyssey.tensor;
+import odyssey.layers;
 import odyssey.optim;
 
 export namespace odyssey {
@@ -37,6 +40,8 @@ class TrainingDiverged : public Error {
   std::filesystem::path last_checkpoint;
 };
 
+enum class OptimizerKind { sgd, adamw };
+
 /// What defines a run. Saved in checkpoints; resuming requires the same settings.
 struct TrainSettings {
   std::string dataset = "fashion-mnist";
@@ -45,7 +50,9 @@ struct TrainSettings {
   std::size_t epochs = 1;
   std::size_t batch_size = 128;
   ScheduleOptions schedule;
-  SgdOptions sgd;
+  OptimizerKind optimizer = OptimizerKind::sgd;
+  SgdOptions sgd;      // when optimizer is sgd
+  AdamWOptions adamw;  // when optimizer is adamw
   double label_smoothing = 0;
   bool augment = true;
   std::uint64_t seed = 0;
@@ -63,10 +70,14 @@ struct TrainSettings {
             {"step_gamma", schedule.step_gamma},
             {"min_lr", schedule.min_lr},
             {"warmup_epochs", schedule.warmup_epochs},
+            {"optimizer", optimizer == OptimizerKind::sgd ? "sgd" : "adamw"},
             {"momentum", sgd.momentum},
-            {"weight_decay", sgd.weight_decay},
+            {"weight_decay", optimizer == OptimizerKind::sgd ? sgd.weight_decay : adamw.weight_decay},
             {"nesterov", sgd.nesterov},
-            {"decay_all", sgd.decay_all},
+            {"decay_all", optimizer == OptimizerKind::sgd ? sgd.decay_all : adamw.decay_all},
+            {"beta1", adamw.beta1},
+            {"beta2", adamw.beta2},
+            {"eps", adamw.eps},
             {"label_smoothing", label_smoothing},
             {"augment", augment},
             {"seed", seed}};
@@ -81,5 +92,12 @@ struct RunOptions {
   std::size_t log_every = 20;  // steps between step rows in metrics.csv
   std::size_t eval_batch = 256;
 };
+
+/// The optimizer the settings choose, over `parameters`.
+template <class T>
+std::unique_ptr<Optimizer<T>> make_optimizer(std::vector<StateEntry<T>> parameters, const TrainSettings& s) {
+  if (s.optimizer == OptimizerKind::adamw) return std::make_unique<AdamW<T>>(std::move(parameters), s.adamw);
+  return std::make_unique<Sgd<T>>(std::move(parameters), s.sgd);
+}
 
 }  // namespace odyssey

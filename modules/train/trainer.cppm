@@ -177,7 +177,8 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   run_settings["model"] = model_name;
   run_settings["input"] = Net::input_shape::str();
 
-  Sgd<T> opt(parameters(net), s.sgd);
+  const auto optimizer = make_optimizer<T>(parameters(net), s);
+  Optimizer<T>& opt = *optimizer;
   BatchLoader loader(train_set, LoaderOptions{s.batch_size, true, s.augment, s.seed});
   const std::size_t steps_per_epoch = loader.batches_per_epoch();
   const LrSchedule schedule(s.schedule, s.epochs, steps_per_epoch);
@@ -199,7 +200,7 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   meta["model"] = model_name;
   meta["odyssey.settings"] = run_settings.dump();
 
-  TrainStep<Net> trainer(s.label_smoothing);
+  TrainStep<Net> trainer(s.label_smoothing, s.seed);
   Batch batch;
   const auto run_start = std::chrono::steady_clock::now();
   std::size_t images_total = 0;
@@ -212,7 +213,7 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     std::size_t correct = 0, seen = 0, window_correct = 0, window_seen = 0, done = 0;
     while (loader.next(batch)) {
       const double lr = schedule.at(step);
-      const auto st = trainer.run(net, opt, batch, lr);
+      const auto st = trainer.run(net, opt, batch, lr, step);
       if (!std::isfinite(st.loss)) {
         const auto last = list_checkpoints(run.out);
         throw TrainingDiverged(

@@ -46,8 +46,21 @@ printf 'hello' > "$tmp/short.safetensors"
 expect 2 "short.safetensors" -- info --weights "$tmp/short.safetensors"
 head -c 1000 "$fixtures/resnet18_w4.safetensors" > "$tmp/cut.safetensors"
 expect 2 "cut.safetensors" -- eval --weights "$tmp/cut.safetensors"
-expect 2 "has shape [4, 3, 3, 3] but a ResNet-18 stem is [64, C, 3, 3]" -- eval --weights "$fixtures/resnet18_w4.safetensors"
+expect 2 "has shape [4, 3, 3, 3] but the models' stem is [64, C, 3, 3]" -- eval --weights "$fixtures/resnet18_w4.safetensors"
 expect 0 "parameters: 44" -- info --weights "$fixtures/resnet18_w4.safetensors"
+expect 0 "model: none of odyssey's" -- info --weights "$fixtures/resnet34_w4.safetensors"
+
+# Models, optimizers and image sizes.
+expect 2 "--model: resnet50 not in" -- train --model resnet50
+expect 2 "--optimizer: rmsprop not in" -- train --optimizer rmsprop
+expect 2 "--image-size: 30 not in" -- train --image-size 30
+expect 2 "CIFAR-10 images are 32x32, not 28x28" -- train --dataset cifar10 --image-size 28 --out "$tmp/run3"
+expect 0 "test accuracy" -- train --model preact-resnet18 --image-size 28 --optimizer adamw --train-subset 64 \
+  --test-subset 64 --batch-size 32 --epochs 1 --quiet --out "$tmp/preact"
+expect 0 "model: preact-resnet18, input 1x28x28" -- info --weights "$tmp/preact/weights.safetensors"
+expect 0 "optimizer.exp_avg_sq.layer4.1.conv2.weight" -- info --weights "$tmp/preact/checkpoint-epoch-0001.safetensors"
+expect 2 "input: the run has \"Shape<1,28,28>\", now \"Shape<1,32,32>\"" -- train --model preact-resnet18 \
+  --optimizer adamw --train-subset 64 --test-subset 64 --batch-size 32 --epochs 1 --quiet --out "$tmp/preact" --resume
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures case(s) failed"

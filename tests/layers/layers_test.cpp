@@ -72,6 +72,84 @@ BOOST_AUTO_TEST_CASE(basic_block_identity_and_projection) {
   check(widen, 2, "BasicBlock projection stride 1");
 }
 
+BOOST_AUTO_TEST_CASE(maxpool_flatten_and_a_classifier) {
+  Rng rng(12);
+  // 3x7x7 -> conv 4x7x7 -> maxpool k3 s2 p1 -> 4x4x4 -> flatten 64 -> linear 5
+  Sequential<Conv2d<double, Shape<3, 7, 7>, 4, 3, 1, 1>, MaxPool2d<double, Shape<4, 7, 7>, 3, 2, 1>,
+             Flatten<double, Shape<4, 4, 4>>, Linear<double, 64, 5>>
+      net(rng);
+  check(net, 2, "conv -> maxpool k3 s2 p1 -> flatten -> linear");
+  Sequential<MaxPool2d<double, Shape<5, 6, 6>, 2>, Flatten<double, Shape<5, 3, 3>>> plain(rng);
+  check(plain, 3, "maxpool k2 s2 -> flatten");
+}
+
+BOOST_AUTO_TEST_CASE(flatten_is_pytorch_order) {
+  Context<float> ctx;
+  Flatten<float, Shape<2, 3, 4>> flat;
+  Activation<float, Shape<2, 3, 4>> x(2);
+  for (std::size_t n = 0; n < 2; ++n)
+    for (std::size_t c = 0; c < 2; ++c)
+      for (std::size_t h = 0; h < 3; ++h)
+        for (std::size_t w = 0; w < 4; ++w) x.at(n, c, h, w) = float(1000 * n + 100 * c + 10 * h + w);
+  const auto& y = flat.forward(x, ctx);
+  for (std::size_t n = 0; n < 2; ++n)  // x.view(N, -1) of the NCHW tensor: index c*12 + h*4 + w
+    for (std::size_t i = 0; i < 24; ++i)
+      BOOST_REQUIRE(y.at(n, i) == float(1000 * n + 100 * (i / 12) + 10 * (i / 4 % 3) + i % 4));
+}
+
+BOOST_AUTO_TEST_CASE(dropout_training_inference_and_determinism) {
+  using S = Shape<3, 5, 5>;
+  Dropout<double, S> drop(0.3);
+  Context<double> ctx;
+  ctx.seed = 5;
+  Activation<double, S> x(4);
+  const auto v = ot::random_values(x.size(), 71);
+  std::copy(v.begin(), v.end(), x.data());
+  // Gradient check with the mask of one fixed step.
+  const auto r = ot::random_values(x.size(), 72);
+  auto loss = [&] {
+    ctx.begin_step(9);
+    const auto& y = drop.forward(x, ctx);
+    double l = 0;
+    for (std::size_t i = 0; i < r.size(); ++i) l += r[i] * y.data()[i];
+    return l;
+  };
+  loss();
+  Activation<double, S> dy(4), dx;
+  std::copy(r.begin(), r.end(), dy.data());
+  drop.backward(dy, &dx, ctx);
+  const auto g = ot::check_gradient("dropout", x.span(), dx.span(), loss);
+  BOOST_TEST(g.passed, g.report());
+  // About 30% zeroed, the rest scaled by 1/0.7.
+  ctx.begin_step(9);
+  const auto& y = drop.forward(x, ctx);
+  std::size_t zeros = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (y.data()[i] == 0) ++zeros;
+    else BOOST_REQUIRE(std::abs(y.data()[i] - x.data()[i] / 0.7) < 1e-12);
+  }
+  BOOST_TEST(zeros > 60u);  // 300 elements, p = 0.3: 90 expected, sd 7.9
+  BOOST_TEST(zeros < 120u);
+  // The mask is a function of (seed, step, draw): the same step again gives the same mask,
+  // another step another one, a second draw in the same step another one.
+  std::vector<double> first(y.span().begin(), y.span().end());
+  ctx.begin_step(9);
+  const auto& again = drop.forward(x, ctx);
+  BOOST_TEST((std::vector<double>(again.span().begin(), again.span().end()) == first));
+  ctx.begin_step(10);
+  const auto& other = drop.forward(x, ctx);
+  BOOST_TEST((std::vector<double>(other.span().begin(), other.span().end()) != first));
+  // Inference: the identity, and its gradient passes through.
+  ctx.mode = Mode::inference;
+  BOOST_TEST(&drop.forward(x, ctx) == &x);
+  Activation<double, S> dxi;
+  drop.backward(dy, &dxi, ctx);
+  BOOST_TEST((std::vector<double>(dxi.span().begin(), dxi.span().end()) == r));
+  using Drop = Dropout<double, S>;
+  BOOST_CHECK_THROW(Drop(1.0), ValueError);
+  BOOST_CHECK_THROW(Drop(-0.1), ValueError);
+}
+
 BOOST_AUTO_TEST_CASE(residual_joins_fused_and_unfused) {
   using S = Shape<3, 5, 4>;
   using Convs = Sequential<Conv2d<double, S, 3, 3, 1, 1>, ReLU<double, S>, Conv2d<double, S, 3, 3, 1, 1>>;
@@ -141,6 +219,12 @@ BOOST_AUTO_TEST_CASE(every_backward_adds_into_its_sink) {
   check_adds_into_sink(gap, 2, "GlobalAvgPool");
   Linear<double, 6, 3> linear(rng);
   check_adds_into_sink(linear, 2, "Linear");
+  MaxPool2d<double, S, 3, 2, 1> maxpool;
+  check_adds_into_sink(maxpool, 2, "MaxPool2d");
+  Flatten<double, S> flatten;
+  check_adds_into_sink(flatten, 2, "Flatten");
+  Dropout<double, S> dropout(0.25);
+  check_adds_into_sink(dropout, 2, "Dropout");
   BasicBlock<double, S, 3, 1> block(rng);
   check_adds_into_sink(block, 2, "BasicBlock identity");
   BasicBlock<double, S, 5, 2> down(rng);

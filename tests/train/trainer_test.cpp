@@ -197,3 +197,58 @@ BOOST_AUTO_TEST_CASE(images_of_another_shape_are_refused_before_any_copy) {
   batch.pixels.pop_back();  // a batch whose values do not add up
   BOOST_CHECK_THROW(copy_batch(batch, right), ShapeError);
 }
+
+namespace {
+// A network of a user's own (not a shipped model), with max pooling, flatten and dropout.
+using Own = Model<Chain<Named<"conv", Conv2d<float, Shape<1, 8, 8>, 4, 3, 2, 1>>, Named<"bn", BatchNorm2d<float, Shape<4, 4, 4>>>,
+                        ReLU<float, Shape<4, 4, 4>>, MaxPool2d<float, Shape<4, 4, 4>, 2>, Flatten<float, Shape<4, 2, 2>>,
+                        Dropout<float, Shape<16>>, Named<"fc", Linear<float, 16, 10>>>>;
+
+std::unique_ptr<Own> own_model() {
+  Rng rng(4);
+  return std::make_unique<Own>(rng);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_users_model_with_adamw_and_dropout_resumes_bitwise_with_any_thread_count) {
+  auto s = settings(3);
+  s.optimizer = OptimizerKind::adamw;
+  s.schedule.lr = 0.01;
+  testing::TempDir whole("trainer-own-whole"), split("trainer-own-split");
+  auto a = own_model();
+  const auto r = train(*a, s, options(whole.path), train_set(), test_set(), "own");
+  BOOST_TEST(r.epochs_run == 3u);
+  BOOST_TEST(r.test.accuracy > 0.2, "a run that learns nothing: " << r.test.accuracy);  // 10 classes
+  // The checkpoint holds AdamW's moments and step counter under PyTorch's state names.
+  const auto ckpt = SafeTensors::read(whole.path / "checkpoint-epoch-0003.safetensors");
+  BOOST_TEST(ckpt.contains("optimizer.exp_avg.conv.weight"));
+  BOOST_TEST(ckpt.contains("optimizer.exp_avg_sq.fc.bias"));
+  BOOST_TEST(ckpt.contains("optimizer.step"));
+  BOOST_TEST(!ckpt.contains("optimizer.exp_avg.bn.running_mean"));
+
+  auto b = own_model();
+  train(*b, s, options(split.path), train_set(), test_set(), "own");
+  for (const auto& c : list_checkpoints(split.path))
+    if (c.filename() != "checkpoint-epoch-0001.safetensors") fs::remove(c);
+  fs::remove(split.path / "weights.safetensors");
+  {
+    tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
+    auto c = own_model();
+    const auto resumed = train(*c, s, options(split.path, true), train_set(), test_set(), "own");
+    BOOST_TEST(resumed.epochs_run == 2u);
+  }
+  BOOST_TEST((bytes(whole.path / "weights.safetensors") == bytes(split.path / "weights.safetensors")));
+  BOOST_TEST((bytes(whole.path / "checkpoint-epoch-0003.safetensors") == bytes(split.path / "checkpoint-epoch-0003.safetensors")));
+
+  // Resuming it with SGD instead is refused, naming the setting.
+  auto sgd = s;
+  sgd.optimizer = OptimizerKind::sgd;
+  auto d = own_model();
+  try {
+    train(*d, sgd, options(split.path, true), train_set(), test_set(), "own");
+    BOOST_FAIL("no exception");
+  } catch (const SettingError& e) {
+    BOOST_TEST(e.setting() == "resume");
+    BOOST_TEST(std::string(e.what()).find("optimizer: the run has \"adamw\", now \"sgd\"") != std::string::npos, e.what());
+  }
+}

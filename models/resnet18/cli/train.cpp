@@ -23,6 +23,9 @@ namespace {
 struct TrainArgs {
   std::string dataset = "fashion-mnist", data, out, schedule = "cosine", model = "resnet18";
   std::size_t image_size = 32;
+  std::string optimizer = "sgd";
+  double weight_decay = -1;  // -1: the optimizer's default
+  bool decay_all = false;
   TrainSettings settings;
   RunOptions run;
   std::size_t threads = 0;
@@ -41,6 +44,9 @@ int run_train(TrainArgs& a) {
   a.settings.dataset = a.dataset;
   a.settings.schedule.kind = parse_schedule(a.schedule);
   a.settings.augment = !a.no_augment;
+  a.settings.optimizer = a.optimizer == "adamw" ? OptimizerKind::adamw : OptimizerKind::sgd;
+  if (a.weight_decay >= 0) a.settings.sgd.weight_decay = a.settings.adamw.weight_decay = a.weight_decay;
+  a.settings.sgd.decay_all = a.settings.adamw.decay_all = a.decay_all;
   a.run.out = a.out.empty() ? default_out(a.dataset) : a.out;
   if (a.run.resume && a.out.empty()) throw ValueError("--resume needs --out, the run directory to continue");
 
@@ -120,12 +126,20 @@ std::function<int()> add_train(CLI::App& app) {
                 "linear warm-up from lr/10 over this many epochs (fractions allowed)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  c->add_option("--momentum", s.sgd.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0))->capture_default_str();
-  c->add_option("--weight-decay", s.sgd.weight_decay, "L2 weight decay (conv and linear weights only)")
-      ->check(CLI::NonNegativeNumber)
+  c->add_option("--optimizer", a->optimizer,
+                "sgd (momentum, L2 weight decay; PyTorch's SGD) or adamw (decoupled weight decay; PyTorch's AdamW)")
+      ->check(CLI::IsMember({"sgd", "adamw"}))
       ->capture_default_str();
-  c->add_flag("--nesterov", s.sgd.nesterov, "Nesterov momentum");
-  c->add_flag("--decay-all", s.sgd.decay_all, "weight decay on biases and batch-norm parameters too");
+  c->add_option("--momentum", s.sgd.momentum, "SGD momentum")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  c->add_option("--weight-decay", a->weight_decay,
+                "weight decay of conv and linear weights (default: 5e-4 for sgd, as L2 in the gradient; 0.01 for "
+                "adamw, decoupled)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_flag("--nesterov", s.sgd.nesterov, "SGD: Nesterov momentum");
+  c->add_option("--beta1", s.adamw.beta1, "AdamW: first-moment decay")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  c->add_option("--beta2", s.adamw.beta2, "AdamW: second-moment decay")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  c->add_option("--eps", s.adamw.eps, "AdamW: denominator epsilon")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_flag("--decay-all", a->decay_all, "weight decay on biases and batch-norm parameters too");
   c->add_option("--label-smoothing", s.label_smoothing, "label smoothing of the cross-entropy")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
