@@ -25,12 +25,15 @@ class Dropout {
   using output_shape = S;
 
   /// ValueError unless 0 <= p < 1.
-  explicit Dropout(double p = 0.5) : p_(p) {
-    if (!(p >= 0 && p < 1)) throw ValueError("Dropout: p must be in [0, 1), not " + std::to_string(p));
-  }
+  explicit Dropout(double p = 0.5) { set_p(p); }
   explicit Dropout(Rng&) : Dropout() {}
 
   [[nodiscard]] double p() const noexcept { return p_; }
+  /// ValueError unless 0 <= p < 1.
+  void set_p(double p) {
+    if (!(p >= 0 && p < 1)) throw ValueError("Dropout: p must be in [0, 1), not " + std::to_string(p));
+    p_ = p;
+  }
 
   const Activation<T, S>& forward(const Activation<T, S>& x, Context<T>& ctx) {
     mode_ = ctx.mode;
@@ -57,7 +60,7 @@ class Dropout {
   void visit_state(const std::string&, F&&) {}
 
  private:
-  double p_;
+  double p_ = 0.5;
   Mode mode_ = Mode::training;
   std::size_t batch_ = 0;
   Activation<T, S> y_;

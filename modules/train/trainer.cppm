@@ -110,15 +110,45 @@ inline std::vector<std::filesystem::path> prepare_run_directory(const RunOptions
 
 /// Loads the newest readable checkpoint into net and opt and checks that it was made with the
 /// run's settings `run_settings`; reports skipped (damaged) ones.
+/// Throws SettingError when `file`'s metadata says it was made with other settings than
+/// `run_settings` (or does not say).
+inline void expect_same_settings(const std::filesystem::path& file, const Metadata& metadata,
+                                 const nlohmann::json& run_settings) {
+  const auto saved = metadata.find("odyssey.settings");
+  if (saved != metadata.end() && saved->second == run_settings.dump()) return;
+  std::string diff;
+  if (saved != metadata.end()) {
+    const auto a = nlohmann::json::parse(saved->second, nullptr, false);
+    for (const auto& [k, v] : run_settings.items())
+      if (a.is_discarded() || !a.contains(k) || a[k] != v)
+        diff += rformat("\n  {}: the run has {}, now {}", k,
+                        !a.is_discarded() && a.contains(k) ? a[k].dump() : "nothing", v.dump());
+  }
+  throw SettingError("resume", rformat("cannot resume: {} was made with other settings; resume with the run's own "
+                                       "settings (or start a new run in another directory):{}",
+                                       file.string(), diff));
+}
+
+/// Loads the newest readable checkpoint into net and opt after checking that it was made with
+/// the run's settings `run_settings` (before its tensors, whose names depend on the optimizer,
+/// are bound); reports skipped (damaged) ones.
 template <Layer Net, class T>
 CheckpointInfo resume_from(const std::vector<std::filesystem::path>& existing, Net& net, Optimizer<T>& opt,
                            const nlohmann::json& run_settings, std::vector<std::string>& skipped) {
   CheckpointInfo info;
   for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
+    Metadata metadata;
+    try {
+      metadata = SafeTensors::read(*it).metadata();
+    } catch (const Error& e) {  // a damaged file: fall back to the one before it
+      skipped.emplace_back(e.what());
+      continue;
+    }
+    expect_same_settings(*it, metadata, run_settings);
     try {
       info = load_checkpoint(*it, net, opt);
       break;
-    } catch (const Error& e) {  // a damaged file: fall back to the one before it
+    } catch (const Error& e) {
       skipped.emplace_back(e.what());
       info.file.clear();
     }
@@ -127,20 +157,6 @@ CheckpointInfo resume_from(const std::vector<std::filesystem::path>& existing, N
     std::string problems;
     for (const auto& p : skipped) problems += "\n  " + p;
     throw FormatError("cannot resume: no checkpoint could be loaded:" + problems);
-  }
-  const auto saved = info.metadata.find("odyssey.settings");
-  if (saved == info.metadata.end() || saved->second != run_settings.dump()) {
-    std::string diff;
-    if (saved != info.metadata.end()) {
-      const auto a = nlohmann::json::parse(saved->second);
-      const auto& b = run_settings;
-      for (const auto& [k, v] : b.items())
-        if (!a.contains(k) || a[k] != v)
-          diff += rformat("\n  {}: the run has {}, now {}", k, a.contains(k) ? a[k].dump() : "nothing", v.dump());
-    }
-    throw SettingError("resume", rformat("cannot resume: {} was made with other settings; resume with the run's own "
-                                         "settings (or start a new run in another directory):{}",
-                                         info.file.string(), diff));
   }
   return info;
 }

@@ -73,7 +73,7 @@ row "missing CIFAR-10 folder" "cifar-10-binary.tar.gz" -- train --dataset cifar1
 w=$tmp/model/weights.safetensors
 row "CIFAR-10 file for a 1-channel model" "CIFAR-10 images have 3 channels" -- predict --weights "$w" "$tmp/bad-label.bin"
 { be32 2051; be32 1; be32 20; be32 20; head -c 400 /dev/zero; } > "$tmp/small.idx"
-row "wrong image size (IDX 20x20)" "20x20 images; this model takes 28x28" -- predict --weights "$w" "$tmp/small.idx"
+row "wrong image size (IDX 20x20)" "20x20 images; this model takes 32x32" -- predict --weights "$w" "$tmp/small.idx"
 printf 'not a png at all' > "$tmp/fake.png"
 row "not a PNG" "not a readable PNG" -- predict --weights "$w" "$tmp/fake.png"
 row "wrong image size (PNG 40x40)" "a 40x40 image; the model takes 32x32" -- predict --weights "$w" "$fixtures/gray-40x40.png"
@@ -89,7 +89,7 @@ safetensors "$tmp/overlap.safetensors" '{"a":{"dtype":"F32","shape":[2],"data_of
 row "overlapping tensor offsets" "overlap" -- info --weights "$tmp/overlap.safetensors"
 safetensors "$tmp/beyond.safetensors" '{"a":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}'
 row "tensor beyond the end of the file" "beyond" -- info --weights "$tmp/beyond.safetensors"
-row "weights for another model (width 4)" "but a ResNet-18 stem is [64, C, 3, 3]" -- eval --weights "$fixtures/resnet18_w4.safetensors"
+row "weights for another model (width 4)" "but the models' stem is [64, C, 3, 3]" -- eval --weights "$fixtures/resnet18_w4.safetensors"
 cp "$w" "$tmp/nan.safetensors"
 size=$(stat -c %s "$tmp/nan.safetensors")
 printf '\x00\x00\xc0\x7f' | dd of="$tmp/nan.safetensors" bs=1 seek=$((size - 4)) conv=notrunc status=none

@@ -200,25 +200,31 @@ BOOST_AUTO_TEST_CASE(images_of_another_shape_are_refused_before_any_copy) {
 
 namespace {
 // A network of a user's own (not a shipped model), with max pooling, flatten and dropout.
-using Own = Model<Chain<Named<"conv", Conv2d<float, Shape<1, 8, 8>, 4, 3, 2, 1>>, Named<"bn", BatchNorm2d<float, Shape<4, 4, 4>>>,
-                        ReLU<float, Shape<4, 4, 4>>, MaxPool2d<float, Shape<4, 4, 4>, 2>, Flatten<float, Shape<4, 2, 2>>,
-                        Dropout<float, Shape<16>>, Named<"fc", Linear<float, 16, 10>>>>;
+using Own = Model<Chain<Named<"conv", Conv2d<float, Shape<1, 8, 8>, 8, 3, 1, 1>>, Named<"bn", BatchNorm2d<float, Shape<8, 8, 8>>>,
+                        ReLU<float, Shape<8, 8, 8>>, MaxPool2d<float, Shape<8, 8, 8>, 2>, Flatten<float, Shape<8, 4, 4>>,
+                        Dropout<float, Shape<128>>, Named<"fc", Linear<float, 128, 10>>>>;
 
 std::unique_ptr<Own> own_model() {
   Rng rng(4);
-  return std::make_unique<Own>(rng);
+  auto net = std::make_unique<Own>(rng);
+  net->get<5>().set_p(0.2);
+  return net;
 }
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_users_model_with_adamw_and_dropout_resumes_bitwise_with_any_thread_count) {
   auto s = settings(3);
   s.optimizer = OptimizerKind::adamw;
-  s.schedule.lr = 0.01;
+  s.schedule.lr = 0.03;
+  s.augment = false;  // crops and flips of 8x8 images would move the pixel that tells the classes apart
   testing::TempDir whole("trainer-own-whole"), split("trainer-own-split");
   auto a = own_model();
   const auto r = train(*a, s, options(whole.path), train_set(), test_set(), "own");
   BOOST_TEST(r.epochs_run == 3u);
-  BOOST_TEST(r.test.accuracy > 0.2, "a run that learns nothing: " << r.test.accuracy);  // 10 classes
+  // Chance is 10%; measured 55% after these 21 steps (37.5% at lr 0.01), so 30% fails a run
+  // that learns nothing.
+  BOOST_TEST(r.test.accuracy > 0.3, "a run that learns nothing: " << r.test.accuracy << " loss " << r.test.loss);
+  BOOST_TEST_MESSAGE("test accuracy " << r.test.accuracy << ", loss " << r.test.loss);
   // The checkpoint holds AdamW's moments and step counter under PyTorch's state names.
   const auto ckpt = SafeTensors::read(whole.path / "checkpoint-epoch-0003.safetensors");
   BOOST_TEST(ckpt.contains("optimizer.exp_avg.conv.weight"));

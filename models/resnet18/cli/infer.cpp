@@ -135,7 +135,8 @@ void append_input(Dataset& d, const std::string& path) {
   } else {
     if (d.channels != 1) throw ShapeError(fmt::format("{}: IDX images have 1 channel, this model 3", path));
     const IdxImages idx = load_idx_images(path);
-    const bool pads = idx.rows == idx.cols && idx.rows <= d.height && (d.height - idx.rows) % 2 == 0;
+    // The model's own size, or Fashion-MNIST's 28x28 padded to it as the dataset is.
+    const bool pads = idx.rows == idx.cols && (idx.rows == d.height || (idx.rows == 28 && d.height == 32));
     if (!pads)
       throw ShapeError(fmt::format("{}: {}x{} images; this model takes {}x{}{}", path, idx.rows, idx.cols, d.height,
                                    d.width, d.height > 28 ? " (or 28x28, padded like Fashion-MNIST)" : ""));
