@@ -314,10 +314,9 @@ bool conv2d_winograd_applies(const Conv2dShape& sh) { return detail::winograd_ap
 ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
   // A 1-pixel-wide output would fill half of every 2x2 tile or less: 16 multiplies per
   // tile for at most 2 outputs, where the direct convolution spends 9 per output. The
-  // worker loops need a workspace slot each; an arena with more threads than slots runs
-  // the direct convolution rather than leave threads idle.
-  return detail::winograd_applies(sh) && sh.c >= 16 && sh.k >= 16 && sh.p() >= 2 && sh.q() >= 2 &&
-                 detail::arena_threads() <= detail::kWinogradSlots
+  // choice depends on the shape only, never on the machine's thread count, so the same
+  // run gives the same weights everywhere.
+  return detail::winograd_applies(sh) && sh.c >= 16 && sh.k >= 16 && sh.p() >= 2 && sh.q() >= 2
              ? ConvAlgorithm::winograd
              : ConvAlgorithm::direct;
 }

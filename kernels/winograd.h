@@ -39,8 +39,11 @@ constexpr std::size_t winograd_slot_size(std::size_t len) {
 constexpr std::size_t kWinogradGroupWeightsL2 = 256 * 1024;
 
 /// Worker loops of one call, each with its own scratch slot in the workspace; a call uses
-/// min(kWinogradSlots, threads of the task arena) of them.
-constexpr std::size_t kWinogradSlots = 8;
+/// min(kWinogradSlots, threads of the task arena) of them. 64, so a 64-core server keeps
+/// every core busy; the workspace is allocated uninitialised, so slots no thread uses never
+/// become resident (2 threads touch 2 of them). Which loop runs which item never changes a
+/// result, so the algorithm and the arithmetic do not depend on the thread count.
+constexpr std::size_t kWinogradSlots = 64;
 
 /// 3x3 kernel, stride 1, padding at most 2 (backward-data runs as a forward convolution
 /// with padding 2 - pad).
