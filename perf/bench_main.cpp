@@ -45,9 +45,9 @@ void report_bytes(benchmark::State& state, double bytes) {
 
 int run_benchmarks(int argc, char** argv, const char* suite) {
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism, bench_threads());
-  std::printf("%s: SIMD target %s, %zu threads, fp32 peak measured %.0f GFLOP/s (DESIGN.md: %.0f), "
+  std::printf("%s: %s, SIMD target %s, %zu threads, fp32 peak measured %.0f GFLOP/s (DESIGN.md: %.0f), "
               "bandwidth reference %.0f GB/s\n",
-              suite, odyssey::kernels::active_target().c_str(), bench_threads(),
+              suite, cpu_name().c_str(), odyssey::kernels::active_target().c_str(), bench_threads(),
               machine_peak_gflops(), kDesignPeakGflops, kDesignBandwidthGBs);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

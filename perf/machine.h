@@ -3,6 +3,7 @@
 // FMAs on the widest vectors the CPU has (Highway's best target).
 #pragma once
 #include <cstddef>
+#include <string>
 
 namespace odyssey::perf {
 
@@ -10,7 +11,11 @@ namespace odyssey::perf {
 inline constexpr double kDesignPeakGflops = 229.0;
 inline constexpr double kDesignBandwidthGBs = 45.0;
 
-/// Measured fp32 FMA peak of this machine with `threads` threads, GFLOP/s.
+/// Measured fp32 FMA peak of this machine with `threads` threads, GFLOP/s, on the active
+/// SIMD target (chains sized to its register file).
 double measured_peak_gflops(std::size_t threads);
+
+/// The CPU, for perf tables: "<model name> (family F, model M)" from /proc/cpuinfo.
+std::string cpu_name();
 
 }  // namespace odyssey::perf

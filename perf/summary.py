@@ -119,7 +119,7 @@ def main():
     train2 = e2e.run([ours_bin, "--mode", "train", "--threads", "2"] + steps)
     train1 = e2e.run([ours_bin, "--mode", "train", "--threads", "1"] + steps)
     infer = e2e.run([ours_bin, "--mode", "infer", "--threads", "2"] + steps)
-    peak = train2["limit_measured_images_per_second"] * 3.33
+    peak = train2.get("peak_gflops", train2["limit_measured_images_per_second"] * 3.33)
     kernel_peak = kernel_peak or peak
     pt = {}
     if torch_ok:
@@ -133,7 +133,7 @@ def main():
             }
 
     print(f"\nodyssey vs PyTorch {'(as installed / with tuned malloc)' if torch_ok else '(not installed)'}, batch 128, "
-          f"2 threads, fp32, SIMD target {train2['target']}; this machine's fp32 peak measured at {peak:.0f} GFLOP/s "
+          f"2 threads, fp32, {train2.get('cpu', 'CPU not recorded')}, SIMD target {train2['target']}; this machine's fp32 peak measured at {peak:.0f} GFLOP/s "
           f"by resnet18_bench and {kernel_peak:.0f} by kernels_bench, each the reference of its own rows (DESIGN.md: {DESIGN_GFLOPS:.0f}); ratio = odyssey's speed over PyTorch's. "
           f"Convolution GFLOP/s count the direct convolution's FLOPs (2 N P Q K C R S) for every algorithm, so "
           f"Winograd F(2x2, 3x3), which does 2.25x fewer multiplies, can pass 100% of the peak; its rows also show "
