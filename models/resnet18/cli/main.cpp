@@ -1,4 +1,5 @@
-// `odyssey`: train ResNet-18 on Fashion-MNIST or CIFAR-10, evaluate and use its weights.
+// `odyssey`: train a CIFAR ResNet (ResNet-18, ResNet-34, PreAct ResNet-18) on Fashion-MNIST or
+// CIFAR-10, evaluate and use its weights.
 // Every error a user can cause ends in one message on stderr and exit code 2.
 #include <CLI/CLI.hpp>
 
@@ -15,9 +16,10 @@ import odyssey.cli;
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "odyssey: ResNet-18 (CIFAR variant) on the CPU. Train on Fashion-MNIST (Debian's\n"
-      "dataset-fashion-mnist, the default) or CIFAR-10 (binary version), resume a run, evaluate\n"
-      "weights, predict images, and inspect weight files (safetensors with PyTorch's names).\n"
+      "odyssey: CIFAR ResNets (ResNet-18, ResNet-34, PreAct ResNet-18) on the CPU. Train on\n"
+      "Fashion-MNIST (Debian's dataset-fashion-mnist, the default) or CIFAR-10 (binary version),\n"
+      "resume a run, evaluate weights, predict images, and inspect weight files (safetensors with\n"
+      "PyTorch's names).\n"
       "Exit codes: 0 success, 1 training diverged, 2 bad input or usage.",
       "odyssey"};
   app.require_subcommand(1);
