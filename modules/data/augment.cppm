@@ -1,6 +1,9 @@
 // What turns stored uint8 images into network input: normalisation, the epoch's order, and
-// training augmentation (random crop with 4 pixels of zero padding, random horizontal flip,
-// as torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip() before Normalize).
+// training augmentation: a random translation with zero fill (by default 4 pixels, as
+// torchvision's RandomCrop(32, padding=4)), a horizontal flip (random, as
+// RandomHorizontalFlip(), or alternating from epoch to epoch per image, as airbench's), and
+// random erasing (torchvision's RandomErasing(p, scale=(0.02, 0.33), ratio=(0.3, 3.3),
+// value=0) after Normalize).
 //
 // Every random draw comes from a generator seeded by a hash of (seed, epoch) for the order
 // and of (seed, epoch, position in the epoch) for a sample's augmentation: batch b of epoch
@@ -8,9 +11,11 @@
 // uninterrupted one would, with no generator state to save.
 module;
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <numeric>
+#include <string>
 #include <vector>
 export module odyssey.data:augment;
 import odyssey.tensor;
@@ -30,6 +35,8 @@ constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
 // Distinct streams for the two uses of randomness.
 constexpr std::uint64_t order_stream = 0x6f72646572ULL;      // "order"
 constexpr std::uint64_t augment_stream = 0x6175676d656eULL;  // "augmen"
+constexpr std::uint64_t flip_stream = 0x666c6970ULL;           // "flip"
+constexpr std::uint64_t erase_stream = 0x6572617365ULL;        // "erase"
 
 }  // namespace odyssey::detail
 
@@ -41,26 +48,85 @@ export namespace odyssey {
   return detail::mix64(detail::mix64(detail::mix64(seed ^ detail::mix64(stream)) ^ a) ^ b);
 }
 
-/// Zero padding of the random crop, in pixels on each side.
+/// Zero padding of the random crop by default, in pixels on each side.
 inline constexpr int crop_padding = 4;
+
+/// How a training image's horizontal flip is chosen.
+enum class FlipMode {
+  none,
+  random,     // a fair coin per sample and epoch (RandomHorizontalFlip)
+  alternate,  // a coin per image in the first epoch, then the opposite every other epoch
+};
+
+/// "none", "random" or "alternate"; ValueError otherwise.
+inline FlipMode parse_flip(const std::string& name) {
+  if (name == "none") return FlipMode::none;
+  if (name == "random") return FlipMode::random;
+  if (name == "alternate") return FlipMode::alternate;
+  throw ValueError("unknown flip mode '" + name + "' (none, random, alternate)");
+}
+
+/// Training augmentation, applied in this order: translate (crop of the zero-padded image),
+/// flip, normalise, erase.
+struct AugmentOptions {
+  int translate = crop_padding;  // largest shift each way, in pixels (0: none)
+  FlipMode flip = FlipMode::random;
+  double erase = 0;  // probability of erasing a random rectangle (to 0 after normalisation)
+};
 
 /// One sample's augmentation. Output pixel (y, x) is the input pixel (y + dy, x' + dx) with
 /// x' = flip ? W-1-x : x, and 0 (before normalisation) where that falls outside the image:
-/// torchvision's crop at top = dy + 4, left = dx + 4 of the padded image, then the flip.
+/// torchvision's crop at top = dy + pad, left = dx + pad of the padded image, then the flip.
+/// Then, when erase_h > 0, the output rectangle of rows [erase_y, erase_y + erase_h) and
+/// columns [erase_x, erase_x + erase_w) is set to 0 in every channel.
 struct AugmentParams {
-  int dx = 0, dy = 0;  // in [-crop_padding, crop_padding]
+  int dx = 0, dy = 0;  // in [-translate, translate]
   bool flip = false;
+  std::size_t erase_x = 0, erase_y = 0, erase_w = 0, erase_h = 0;
 };
 
-/// The augmentation of the sample at `position` (0-based, in the epoch's order) of `epoch`.
-[[nodiscard]] AugmentParams augment_params(std::uint64_t seed, std::size_t epoch,
-                                           std::size_t position) noexcept {
+/// The augmentation of the sample at `position` (0-based, in the epoch's order) of `epoch`,
+/// image `index` of the dataset, of `height` x `width` pixels.
+[[nodiscard]] AugmentParams augment_params(const AugmentOptions& o, std::uint64_t seed, std::size_t epoch,
+                                           std::size_t position, std::size_t index, std::size_t height,
+                                           std::size_t width) noexcept {
   Rng rng(derive_seed(seed, detail::augment_stream, epoch, position));
   AugmentParams p;
-  p.dy = static_cast<int>(rng.below(2 * crop_padding + 1)) - crop_padding;  // top first,
-  p.dx = static_cast<int>(rng.below(2 * crop_padding + 1)) - crop_padding;  // then left
-  p.flip = rng.below(2) == 1;
+  if (o.translate > 0) {
+    const auto span = static_cast<std::uint64_t>(2 * o.translate + 1);
+    p.dy = static_cast<int>(rng.below(span)) - o.translate;  // top first,
+    p.dx = static_cast<int>(rng.below(span)) - o.translate;  // then left
+  }
+  if (o.flip == FlipMode::random) {
+    p.flip = rng.below(2) == 1;
+  } else if (o.flip == FlipMode::alternate) {
+    const bool first = (derive_seed(seed, detail::flip_stream, index) & 1) != 0;
+    p.flip = first != (epoch % 2 == 1);
+  }
+  if (o.erase > 0) {
+    Rng er(derive_seed(seed, detail::erase_stream, epoch, position));
+    if (er.uniform01() < o.erase) {
+      const double area = double(height) * double(width);
+      for (int attempt = 0; attempt < 10; ++attempt) {  // torchvision's ten tries
+        const double target = area * er.uniform(0.02, 0.33);
+        const double ratio = std::exp(er.uniform(std::log(0.3), std::log(3.3)));
+        const auto h = static_cast<std::size_t>(std::lround(std::sqrt(target * ratio)));
+        const auto w = static_cast<std::size_t>(std::lround(std::sqrt(target / ratio)));
+        if (h == 0 || w == 0 || h >= height || w >= width) continue;
+        p.erase_y = er.below(height - h + 1);
+        p.erase_x = er.below(width - w + 1);
+        p.erase_h = h;
+        p.erase_w = w;
+        break;
+      }
+    }
+  }
   return p;
+}
+
+/// The default augmentation (4-pixel translation, random flip, no erasing) of that sample.
+[[nodiscard]] AugmentParams augment_params(std::uint64_t seed, std::size_t epoch, std::size_t position) noexcept {
+  return augment_params(AugmentOptions{}, seed, epoch, position, 0, 0, 0);
 }
 
 /// The order in which an epoch visits `count` samples: a seeded Fisher-Yates shuffle, or
@@ -112,6 +178,9 @@ void write_sample(const Dataset& d, std::size_t index, const AugmentParams& p,
                                : std::uint8_t{0});
     }
   }
+  for (std::size_t y = p.erase_y; y < p.erase_y + p.erase_h; ++y)
+    for (std::size_t x = p.erase_x; x < p.erase_x + p.erase_w; ++x)
+      for (std::size_t c = 0; c < C; ++c) out[(y * W + x) * C + c] = 0.0f;
 }
 
 }  // namespace odyssey

@@ -26,8 +26,9 @@ export namespace odyssey {
 struct LoaderOptions {
   std::size_t batch_size = 128;
   bool shuffle = true;   // a new seeded order every epoch
-  bool augment = false;  // random crop + flip: training only
+  bool augment = false;  // `augmentation` applies: training only
   std::uint64_t seed = 0;
+  AugmentOptions augmentation;
 };
 
 /// One batch: `size` samples, each [H, W, C] channels-last float (normalised), then labels.
@@ -37,6 +38,17 @@ struct Batch {
   std::vector<float> pixels;         // size * H * W * C
   std::vector<std::int32_t> labels;  // size
 };
+
+/// Mirrors every sample of `batch` left to right (x -> W-1-x): the second view of flip
+/// test-time augmentation.
+void flip_horizontal(Batch& batch) {
+  const std::size_t C = batch.channels, W = batch.width, rows = batch.size * batch.height;
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* row = batch.pixels.data() + r * W * C;
+    for (std::size_t x = 0; x < W / 2; ++x)
+      std::swap_ranges(row + x * C, row + (x + 1) * C, row + (W - 1 - x) * C);
+  }
+}
 
 /// Iterates a dataset in batches. The dataset must outlive the loader and stay unchanged.
 class BatchLoader {
@@ -153,7 +165,9 @@ class BatchLoader {
         throw ValueError(fmt::format("{}: image {} has label {}, but there are {} classes",
                                      data_.name, index, label, classes));
       const AugmentParams p =
-          options_.augment ? augment_params(options_.seed, epoch_, first + i) : AugmentParams{};
+          options_.augment ? augment_params(options_.augmentation, options_.seed, epoch_, first + i, index,
+                                            data_.height, data_.width)
+                           : AugmentParams{};
       write_sample(data_, index, p, norm_, out.pixels.data() + i * sample);
       out.labels[i] = label;
     }

@@ -127,7 +127,9 @@ class BatchNorm2d {
       ws_.resize(kernels::batchnorm_workspace_size(s));
       kernels::batchnorm_forward_training(s, x.data(), weight.value.data(), bias.value.data(), y_.data(),
                                           mean_.data(), rstd_.data(), running_mean.data(),
-                                          running_var.data(), momentum, eps, ws_.data(), residual, relu);
+                                          running_var.data(),
+                                          ctx.running_stats_momentum >= 0 ? ctx.running_stats_momentum : momentum,
+                                          eps, ws_.data(), residual, relu);
       ++num_batches_tracked;
     } else {
       kernels::batchnorm_forward_inference(s, x.data(), weight.value.data(), bias.value.data(),

@@ -82,6 +82,11 @@ struct Context {
   std::uint64_t step = 0;
   std::uint64_t draws = 0;
 
+  /// When >= 0: the momentum every batch norm's running statistics take in this training-mode
+  /// pass instead of its own (1/k at the k-th batch of a re-estimation makes them the
+  /// cumulative average over the batches, as PyTorch's momentum=None).
+  double running_stats_momentum = -1;
+
   /// Called by the training step before each forward pass.
   void begin_step(std::uint64_t global_step) noexcept {
     step = global_step;

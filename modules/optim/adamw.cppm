@@ -1,6 +1,7 @@
 // AdamW, as torch.optim.AdamW (decoupled weight decay, amsgrad off), over a network's
 // trainable state entries. Weight decay applies to entries that decay (conv and linear
-// weights) unless told to apply it to all, as Sgd does.
+// weights) unless told to apply it to all, and biases and batch-norm parameters take their
+// learning rate times norm_lr_scale, as Sgd does.
 module;
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +21,7 @@ struct AdamWOptions {
   double eps = 1e-8;
   double weight_decay = 0.01;  // PyTorch's default
   bool decay_all = false;      // also decay biases and batch-norm parameters
+  double norm_lr_scale = 1;    // learning-rate factor of biases and batch-norm parameters
 };
 
 template <class T>
@@ -39,7 +41,8 @@ class AdamW final : public Optimizer<T> {
     ++step_;
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const auto& p = params_[i];
-      const kernels::AdamWParams ap{lr, options_.beta1, options_.beta2, options_.eps,
+      const kernels::AdamWParams ap{p.decays() ? lr : lr * options_.norm_lr_scale,
+                                    options_.beta1, options_.beta2, options_.eps,
                                     (options_.decay_all || p.decays()) ? options_.weight_decay : 0.0, step_};
       kernels::adamw_update(p.value.size(), p.value.data(), p.grad.data(), exp_avg_[i].data(), exp_avg_sq_[i].data(), ap);
     }

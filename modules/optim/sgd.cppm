@@ -1,6 +1,7 @@
 // Stochastic gradient descent with momentum, as torch.optim.SGD (dampening 0), over a
 // network's trainable state entries. Weight decay applies to entries that decay (conv and
-// linear weights) unless told to apply it to all.
+// linear weights) unless told to apply it to all. Two parameter groups: the weights, and the
+// rest (biases, batch-norm parameters), whose learning rate is scaled by norm_lr_scale.
 module;
 #include <cstddef>
 #include <string>
@@ -18,6 +19,7 @@ struct SgdOptions {
   double weight_decay = 5e-4;
   bool nesterov = false;
   bool decay_all = false;  // also decay biases and batch-norm parameters
+  double norm_lr_scale = 1;  // learning-rate factor of biases and batch-norm parameters
 };
 
 template <class T>
@@ -37,7 +39,7 @@ class Sgd final : public Optimizer<T> {
   void step(double lr) override {
     for (std::size_t i = 0; i < params_.size(); ++i) {
       const auto& p = params_[i];
-      const kernels::SgdParams sp{lr, options_.momentum,
+      const kernels::SgdParams sp{p.decays() ? lr : lr * options_.norm_lr_scale, options_.momentum,
                                   (options_.decay_all || p.decays()) ? options_.weight_decay : 0.0,
                                   options_.nesterov};
       kernels::sgd_update(p.value.size(), p.value.data(), p.grad.data(), velocity_[i].data(), sp);

@@ -5,7 +5,8 @@
 // PyTorch and in `odyssey eval` / `predict`. A checkpoint adds the optimizer's momentum
 // buffers ("optimizer.momentum.<parameter>") and the position of the run (epoch, step) and
 // its settings in the metadata; the data order and augmentation are pure functions of
-// (seed, epoch, batch), so those numbers are the whole random state. Files are written
+// (seed, epoch, batch), so those numbers are the whole random state. A run that averages its
+// weights keeps the average too ("ema.<parameter>"). Files are written
 // atomically (temp file, fsync, rename): a crash mid-save leaves the previous file intact.
 module;
 #include <algorithm>
@@ -55,20 +56,81 @@ void save_weights(const std::filesystem::path& path, Net& net, const Metadata& m
   write_safetensors(path, tensor_entries(state(net)), metadata);
 }
 
-/// Loads a weights file (or a checkpoint, whose optimizer tensors are skipped) into `net`,
-/// all or nothing: a missing, extra, misshapen or non-finite tensor throws naming it, and
-/// leaves the model as it was. Returns the file's metadata.
+namespace detail {
+
+/// Whether a tensor of a checkpoint is run state (the optimizer's, the weight average's)
+/// rather than the model's.
+inline bool is_run_state(const std::string& name) {
+  return name.rfind("optimizer.", 0) == 0 || name.rfind("ema.", 0) == 0;
+}
+
+/// Slots that read tensor `name` of `file` into `sink` and so set it aside.
+inline TensorSlot discard_slot(const SafeTensors& file, const std::string& name,
+                               std::vector<std::vector<std::byte>>& sink) {
+  const TensorView& t = file.tensor(name);
+  sink.emplace_back(t.bytes.size());
+  return {name, t.dtype, t.shape, sink.back().data()};
+}
+
+}  // namespace detail
+
+/// Loads a weights file (or a checkpoint, whose optimizer and weight-average tensors are
+/// skipped) into `net`, all or nothing: a missing, extra, misshapen or non-finite tensor
+/// throws naming it, and leaves the model as it was. Returns the file's metadata.
 template <Layer Net>
 Metadata load_weights(const std::filesystem::path& path, Net& net) {
   const SafeTensors file = SafeTensors::read(path);
   auto slots = tensor_slots(state(net));
   std::vector<std::vector<std::byte>> skipped;
-  for (const auto& name : file.names()) {
-    if (name.rfind("optimizer.", 0) != 0) continue;
-    const TensorView& t = file.tensor(name);
-    skipped.emplace_back(t.bytes.size());
-    slots.push_back({name, t.dtype, t.shape, skipped.back().data()});
+  skipped.reserve(file.size());
+  for (const auto& name : file.names())
+    if (detail::is_run_state(name)) slots.push_back(detail::discard_slot(file, name, skipped));
+  load_tensors(file, slots);
+  return file.metadata();
+}
+
+/// The names of the model's classifier: the entries of its last layer, those that share the
+/// prefix of its last state entry ("fc.weight" and "fc.bias" for "fc.bias").
+template <class T>
+std::vector<std::string> classifier_names(const std::vector<StateEntry<T>>& entries) {
+  std::vector<std::string> out;
+  if (entries.empty()) return out;
+  const std::string& last = entries.back().name;
+  const auto dot = last.rfind('.');
+  const std::string prefix = dot == std::string::npos ? std::string() : last.substr(0, dot + 1);
+  for (const auto& e : entries)
+    if (prefix.empty() ? e.name == last : e.name.rfind(prefix, 0) == 0) out.push_back(e.name);
+  return out;
+}
+
+/// Loads the weights a run starts from (to fine-tune: odyssey's weights or checkpoint, or a
+/// state dict saved from PyTorch) into `net`, all or nothing, as load_weights. With
+/// `reset_classifier` the model's classifier (classifier_names) keeps its own values and the
+/// file's is not read (it may have another class count); without it, a classifier of
+/// another shape is a ShapeError naming the tensor.
+template <Layer Net>
+Metadata load_initial_weights(const std::filesystem::path& path, Net& net, bool reset_classifier) {
+  const SafeTensors file = SafeTensors::read(path);
+  auto entries = state(net);
+  const auto classifier = classifier_names(entries);
+  auto is_classifier = [&](const std::string& n) {
+    return std::find(classifier.begin(), classifier.end(), n) != classifier.end();
+  };
+  std::vector<TensorSlot> slots;
+  for (const auto& s : tensor_slots(entries)) {
+    if (reset_classifier && is_classifier(s.name)) continue;
+    if (!reset_classifier && is_classifier(s.name) && file.contains(s.name) && file.tensor(s.name).shape != s.shape)
+      throw ShapeError(detail::rformat(
+          "{}: classifier tensor '{}' has shape {} but the model's is {} (another class count?); start with the "
+          "model's own classifier instead (reset_classifier; --reset-classifier in odyssey train)",
+          path.string(), s.name, shape_string(file.tensor(s.name).shape), shape_string(s.shape)));
+    slots.push_back(s);
   }
+  std::vector<std::vector<std::byte>> skipped;
+  skipped.reserve(file.size());
+  for (const auto& name : file.names())
+    if (detail::is_run_state(name) || (reset_classifier && is_classifier(name)))
+      slots.push_back(detail::discard_slot(file, name, skipped));
   load_tensors(file, slots);
   return file.metadata();
 }
@@ -105,26 +167,38 @@ inline void prune_checkpoints(const std::filesystem::path& dir, std::size_t keep
   }
 }
 
+/// Writes the model, the optimizer's state ("optimizer.<name>"), the weight average's when
+/// there is one ("ema.<name>") and the run's position to `path`, atomically.
 template <Layer Net, class T>
 void save_checkpoint(const std::filesystem::path& path, Net& net, Optimizer<T>& opt, std::size_t epochs_done,
-                     std::size_t step, Metadata metadata) {
+                     std::size_t step, Metadata metadata, WeightAverage<T>* average = nullptr) {
   auto entries = tensor_entries(state(net));
   const auto velocity = opt.state();
   for (const auto& e : tensor_entries(velocity)) entries.push_back({"optimizer." + e.name, e.dtype, e.shape, e.data});
+  std::vector<StateEntry<T>> averaged;
+  if (average) averaged = average->state();
+  for (const auto& e : tensor_entries(averaged)) entries.push_back({"ema." + e.name, e.dtype, e.shape, e.data});
   metadata["odyssey.epochs_done"] = std::to_string(epochs_done);
   metadata["odyssey.step"] = std::to_string(step);
   write_safetensors(path, entries, metadata);
 }
 
-/// Restores model and optimizer from a checkpoint, all or nothing.
+/// Restores model, optimizer and (when given) weight average from a checkpoint, all or
+/// nothing.
 template <Layer Net, class T>
-CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Optimizer<T>& opt) {
+CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Optimizer<T>& opt,
+                               WeightAverage<T>* average = nullptr) {
   const SafeTensors file = SafeTensors::read(path);
   auto slots = tensor_slots(state(net));
   for (auto s : tensor_slots(opt.state())) {
     s.name = "optimizer." + s.name;
     slots.push_back(std::move(s));
   }
+  if (average)
+    for (auto s : tensor_slots(average->state())) {
+      s.name = "ema." + s.name;
+      slots.push_back(std::move(s));
+    }
   CheckpointInfo info{path, 0, 0, file.metadata()};
   auto number = [&](const char* key) -> std::size_t {
     const auto it = info.metadata.find(key);

@@ -1,10 +1,15 @@
-// Evaluation of any model on a dataset (loss, accuracy, confusion matrix), and the metadata
-// that makes a weights file self-describing.
+// Evaluation of any model on a dataset (loss, accuracy, confusion matrix; optionally with
+// flip test-time augmentation), batch-norm statistics re-estimated before it, and the
+// metadata that makes a weights file self-describing.
 module;
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 export module odyssey.train:evaluate;
 import odyssey.tensor;
@@ -19,34 +24,82 @@ export namespace odyssey {
 /// Called after each evaluated batch with (images done, images in all).
 using EvalProgress = std::function<void(std::size_t, std::size_t)>;
 
-/// Loss, accuracy and confusion matrix of `net` on `data`, in inference mode. ShapeError
-/// when the dataset's images are not the model's input shape.
+/// Class probabilities of a model for batches of images, in inference mode. With `flip`
+/// (flip test-time augmentation), the mean of the softmax probabilities of each image and of
+/// its mirror image.
 template <Layer Net>
-EvalResult evaluate(Net& net, const Dataset& data, std::size_t batch_size, const EvalProgress& progress = {}) {
+class Predictor {
+ public:
   using T = typename Net::value_type;
+  static constexpr std::size_t classes = Net::output_shape::size;
+
+  explicit Predictor(bool flip = false) : flip_(flip) { ctx_.mode = Mode::inference; }
+
+  [[nodiscard]] bool flip() const noexcept { return flip_; }
+
+  /// The probabilities of `batch`'s images, row i for image i; ShapeError for a batch of
+  /// another image shape. With flip, `batch` is left mirrored. `stats` gets the loss and
+  /// correct count of the unflipped pass (by the labels of `batch`).
+  std::span<const T> run(Net& net, Batch& batch, LossStats* stats = nullptr) {
+    copy_batch(batch, x_);
+    const LossStats st = loss_.forward(net.forward(x_, ctx_), batch.labels);
+    if (stats) *stats = st;
+    const auto& p = loss_.probabilities();
+    probs_.assign(p.data(), p.data() + batch.size * classes);
+    if (flip_) {
+      flip_horizontal(batch);
+      copy_batch(batch, x_);
+      loss_.forward(net.forward(x_, ctx_), batch.labels);
+      const T* q = loss_.probabilities().data();
+      for (std::size_t i = 0; i < probs_.size(); ++i) probs_[i] = (probs_[i] + q[i]) * T(0.5);
+    }
+    return probs_;
+  }
+
+ private:
+  bool flip_;
+  Context<T> ctx_;
+  SoftmaxCrossEntropy<T, classes> loss_;
+  Activation<T, typename Net::input_shape> x_;
+  std::vector<T> probs_;
+};
+
+struct EvalOptions {
+  std::size_t batch_size = 256;
+  bool flip = false;  // flip test-time augmentation (see Predictor)
+};
+
+/// Loss, accuracy and confusion matrix of `net` on `data`, in inference mode. With flip the
+/// loss is the cross-entropy of the averaged probabilities. ShapeError when the dataset's
+/// images are not the model's input shape.
+template <Layer Net>
+EvalResult evaluate(Net& net, const Dataset& data, const EvalOptions& options, const EvalProgress& progress = {}) {
   constexpr std::size_t classes = Net::output_shape::size;
   expect_images<typename Net::input_shape>(data, "the model");
-  BatchLoader loader(data, LoaderOptions{batch_size, false, false, 0});
+  BatchLoader loader(data, LoaderOptions{options.batch_size, false, false, 0});
   loader.start_epoch(0);
-  Context<T> ctx;
-  ctx.mode = Mode::inference;
-  SoftmaxCrossEntropy<T, classes> loss;
-  Activation<T, typename Net::input_shape> x;
+  Predictor<Net> predictor(options.flip);
   Batch batch;
   EvalResult r;
   r.confusion = ConfusionMatrix(classes);
   double loss_sum = 0;
   std::size_t correct = 0;
   while (loader.next(batch)) {
-    copy_batch(batch, x);
-    const auto st = loss.forward(net.forward(x, ctx), batch.labels);
-    loss_sum += st.loss * double(batch.size);
-    correct += st.correct;
-    const auto& p = loss.probabilities();
+    LossStats st;
+    const auto p = predictor.run(net, batch, &st);
     for (std::size_t i = 0; i < batch.size; ++i) {
-      const T* row = p.sample(i);
+      const auto* row = p.data() + i * classes;
       const std::size_t pred = std::size_t(std::max_element(row, row + classes) - row);
-      r.confusion.add(std::size_t(batch.labels[i]), pred);
+      const auto label = std::size_t(batch.labels[i]);
+      r.confusion.add(label, pred);
+      if (options.flip) {
+        loss_sum -= std::log(std::max(double(row[label]), 1e-30));
+        correct += pred == label;
+      }
+    }
+    if (!options.flip) {
+      loss_sum += st.loss * double(batch.size);
+      correct += st.correct;
     }
     r.count += batch.size;
     if (progress) progress(r.count, data.count);
@@ -55,6 +108,74 @@ EvalResult evaluate(Net& net, const Dataset& data, std::size_t batch_size, const
   r.accuracy = r.count ? double(correct) / double(r.count) : 0;
   return r;
 }
+
+template <Layer Net>
+EvalResult evaluate(Net& net, const Dataset& data, std::size_t batch_size, const EvalProgress& progress = {}) {
+  return evaluate(net, data, EvalOptions{batch_size, false}, progress);
+}
+
+/// Re-estimates the running statistics of every batch norm in `net` as the plain average
+/// over `batches` training-mode forward passes (no backward, no update) over batches of
+/// `data` in a shuffled order drawn from `seed`, without augmentation: what PyTorch's
+/// torch.optim.swa_utils.update_bn computes. Statistics that drift behind fast-moving
+/// weights (the last steps of a high learning rate, or an average of weights) then describe
+/// the weights being evaluated. Stops early at the end of the data or before a batch of one;
+/// leaves the statistics alone when `batches` is 0 or the data has fewer than two images.
+template <Layer Net>
+void reestimate_batch_norm(Net& net, const Dataset& data, std::size_t batches, std::size_t batch_size,
+                           std::uint64_t seed) {
+  using T = typename Net::value_type;
+  expect_images<typename Net::input_shape>(data, "the model");
+  if (batches == 0 || data.count < 2) return;
+  for (auto& e : state(net)) {
+    if (e.kind == StateKind::running_mean) std::fill(e.value.begin(), e.value.end(), T(0));
+    if (e.kind == StateKind::running_var) std::fill(e.value.begin(), e.value.end(), T(1));
+    if (e.kind == StateKind::counter && e.counter) *e.counter = 0;
+  }
+  BatchLoader loader(data, LoaderOptions{batch_size, true, false, derive_seed(seed, 0x726563616cULL /* "recal" */, 0)});
+  loader.start_epoch(0);
+  Context<T> ctx;
+  ctx.mode = Mode::training;
+  ctx.seed = seed;
+  Activation<T, typename Net::input_shape> x;
+  Batch batch;
+  for (std::size_t k = 1; k <= batches && loader.next(batch) && batch.size >= 2; ++k) {
+    copy_batch(batch, x);
+    ctx.begin_step(k - 1);
+    ctx.running_stats_momentum = 1.0 / double(k);
+    (void)net.forward(x, ctx);
+  }
+}
+
+/// Keeps a copy of the running statistics and batch counters among `entries` (a network's
+/// state) and puts it back at the end of its scope; nothing for no entries.
+template <class T>
+class RunningStatsKept {
+ public:
+  explicit RunningStatsKept(std::vector<StateEntry<T>> entries) {
+    for (auto& e : entries) {
+      if (e.kind != StateKind::running_mean && e.kind != StateKind::running_var && e.kind != StateKind::counter)
+        continue;
+      if (e.counter) counters_.push_back(*e.counter);
+      else values_.emplace_back(e.value.begin(), e.value.end());
+      entries_.push_back(std::move(e));
+    }
+  }
+  ~RunningStatsKept() {
+    std::size_t v = 0, c = 0;
+    for (auto& e : entries_) {
+      if (e.counter) *e.counter = counters_[c++];
+      else std::copy(values_[v].begin(), values_[v].end(), e.value.begin()), ++v;
+    }
+  }
+  RunningStatsKept(const RunningStatsKept&) = delete;
+  RunningStatsKept& operator=(const RunningStatsKept&) = delete;
+
+ private:
+  std::vector<StateEntry<T>> entries_;
+  std::vector<std::vector<T>> values_;
+  std::vector<std::int64_t> counters_;
+};
 
 /// Metadata that makes a weights file self-describing: dataset, normalisation, classes.
 inline Metadata dataset_metadata(const Dataset& d, const std::string& dataset_key) {

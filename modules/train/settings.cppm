@@ -14,6 +14,7 @@ export module odyssey.train:settings;
 import odyssey.tensor;
 import odyssey.layers;
 import odyssey.optim;
+import odyssey.data;
 
 export namespace odyssey {
 
@@ -55,10 +56,24 @@ struct TrainSettings {
   AdamWOptions adamw;  // when optimizer is adamw
   double label_smoothing = 0;
   bool augment = true;
+  AugmentOptions augmentation;  // when augment
+  // An exponential moving average of the weights (0: none; else its decay, e.g. 0.999),
+  // kept in checkpoints. With ema_eval it is what is evaluated and saved as the weights.
+  double ema_decay = 0;
+  bool ema_eval = true;
+  // Batch norms' running statistics re-estimated over this many training batches (no
+  // augmentation) before every evaluation; 0: as training left them.
+  std::size_t bn_recalibrate = 0;
+  bool eval_flip = false;  // flip test-time augmentation in the evaluation after each epoch
+  // Weights the run starts from (empty: a fresh initialisation); with reset_classifier the
+  // file's classifier is not used and the model's own initial one is kept.
+  std::string init_weights;
+  bool reset_classifier = false;
   std::uint64_t seed = 0;
 
   [[nodiscard]] nlohmann::json to_json() const {
     const char* kinds[] = {"constant", "step", "cosine", "onecycle"};
+    const char* flips[] = {"none", "random", "alternate"};
     return {{"dataset", dataset},
             {"train_subset", train_subset},
             {"test_subset", test_subset},
@@ -78,9 +93,37 @@ struct TrainSettings {
             {"beta1", adamw.beta1},
             {"beta2", adamw.beta2},
             {"eps", adamw.eps},
+            {"norm_lr_scale", optimizer == OptimizerKind::sgd ? sgd.norm_lr_scale : adamw.norm_lr_scale},
             {"label_smoothing", label_smoothing},
             {"augment", augment},
+            {"translate", augmentation.translate},
+            {"flip", flips[static_cast<int>(augmentation.flip)]},
+            {"erase", augmentation.erase},
+            {"ema", ema_decay},
+            {"ema_eval", ema_eval},
+            {"bn_recalibrate", bn_recalibrate},
+            {"eval_flip", eval_flip},
+            {"init_weights", init_weights},
+            {"reset_classifier", reset_classifier},
             {"seed", seed}};
+  }
+
+  /// SettingError naming the first field whose value no run can use.
+  void check() const {
+    if (epochs == 0) throw SettingError("epochs", "a run needs at least 1 epoch");
+    if (batch_size < 2)
+      throw SettingError("batch_size", "the batch size must be at least 2 (batch norm needs two samples)");
+    if (augmentation.translate < 0 || augmentation.translate > 16)
+      throw SettingError("translate", "the translation must be 0 to 16 pixels, not " +
+                                          std::to_string(augmentation.translate));
+    if (!(augmentation.erase >= 0 && augmentation.erase <= 1))
+      throw SettingError("erase", "the erasing probability must be in [0, 1]");
+    if (!(ema_decay == 0 || (ema_decay > 0 && ema_decay < 1)))
+      throw SettingError("ema", "the weight average's decay must be 0 (none) or in (0, 1), e.g. 0.999");
+    const double scale = optimizer == OptimizerKind::sgd ? sgd.norm_lr_scale : adamw.norm_lr_scale;
+    if (!(scale > 0)) throw SettingError("norm_lr_scale", "the learning-rate factor must be positive");
+    if (reset_classifier && init_weights.empty())
+      throw SettingError("reset_classifier", "resetting the classifier needs weights to start from (init_weights)");
   }
 };
 

@@ -76,6 +76,7 @@ struct TrainResult {
   double seconds = 0;
   double images_per_second = 0;
   std::filesystem::path weights, metrics, plot;
+  std::filesystem::path other_weights;  // with a weight average: the weights not saved as `weights`
   std::string plot_problem;  // why there is no plot, if there is none
 };
 
@@ -108,21 +109,27 @@ inline std::vector<std::filesystem::path> prepare_run_directory(const RunOptions
   return existing;
 }
 
-/// Loads the newest readable checkpoint into net and opt and checks that it was made with the
-/// run's settings `run_settings`; reports skipped (damaged) ones.
 /// Throws SettingError when `file`'s metadata says it was made with other settings than
-/// `run_settings` (or does not say).
+/// `run_settings` (or does not say). A setting the file does not name (it predates the
+/// setting) counts as its value in `defaults`.
 inline void expect_same_settings(const std::filesystem::path& file, const Metadata& metadata,
-                                 const nlohmann::json& run_settings) {
+                                 const nlohmann::json& run_settings, const nlohmann::json& defaults) {
   const auto saved = metadata.find("odyssey.settings");
-  if (saved != metadata.end() && saved->second == run_settings.dump()) return;
+  nlohmann::json a;
+  if (saved != metadata.end()) {
+    a = nlohmann::json::parse(saved->second, nullptr, false);
+    if (!a.is_discarded() && a.is_object())
+      for (const auto& [k, v] : defaults.items())
+        if (!a.contains(k)) a[k] = v;
+  }
+  if (saved != metadata.end() && a == run_settings) return;
   std::string diff;
   if (saved != metadata.end()) {
-    const auto a = nlohmann::json::parse(saved->second, nullptr, false);
+    const bool readable = !a.is_discarded() && a.is_object();
     for (const auto& [k, v] : run_settings.items())
-      if (a.is_discarded() || !a.contains(k) || a[k] != v)
-        diff += rformat("\n  {}: the run has {}, now {}", k,
-                        !a.is_discarded() && a.contains(k) ? a[k].dump() : "nothing", v.dump());
+      if (!readable || !a.contains(k) || a[k] != v)
+        diff += rformat("\n  {}: the run has {}, now {}", k, readable && a.contains(k) ? a[k].dump() : "nothing",
+                        v.dump());
   }
   throw SettingError("resume", rformat("cannot resume: {} was made with other settings; resume with the run's own "
                                        "settings (or start a new run in another directory):{}",
@@ -134,7 +141,8 @@ inline void expect_same_settings(const std::filesystem::path& file, const Metada
 /// are bound); reports skipped (damaged) ones.
 template <Layer Net, class T>
 CheckpointInfo resume_from(const std::vector<std::filesystem::path>& existing, Net& net, Optimizer<T>& opt,
-                           const nlohmann::json& run_settings, std::vector<std::string>& skipped) {
+                           WeightAverage<T>* average, const nlohmann::json& run_settings,
+                           const nlohmann::json& defaults, std::vector<std::string>& skipped) {
   CheckpointInfo info;
   for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
     Metadata metadata;
@@ -144,9 +152,9 @@ CheckpointInfo resume_from(const std::vector<std::filesystem::path>& existing, N
       skipped.emplace_back(e.what());
       continue;
     }
-    expect_same_settings(*it, metadata, run_settings);
+    expect_same_settings(*it, metadata, run_settings, defaults);
     try {
-      info = load_checkpoint(*it, net, opt);
+      info = load_checkpoint(*it, net, opt, average);
       break;
     } catch (const Error& e) {
       skipped.emplace_back(e.what());
@@ -178,8 +186,7 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   using T = typename Net::value_type;
   TrainObserver quiet;
   TrainObserver& obs = observer ? *observer : quiet;
-  if (s.epochs == 0) throw SettingError("epochs", "a run needs at least 1 epoch");
-  if (s.batch_size < 2) throw SettingError("batch_size", "the batch size must be at least 2 (batch norm needs two samples)");
+  s.check();
   expect_images<typename Net::input_shape>(train_set, model_name);
   expect_images<typename Net::input_shape>(test_set, model_name);
   if (train_set.count % s.batch_size == 1)
@@ -187,6 +194,8 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
                                                      "batch norm needs two: change the batch size or the number of "
                                                      "training images",
                                                      train_set.count, s.batch_size));
+  // Before the run directory is touched: a file that does not fit leaves nothing behind.
+  if (!run.resume && !s.init_weights.empty()) load_initial_weights(s.init_weights, net, s.reset_classifier);
   const auto existing = detail::prepare_run_directory(run);
   // What a resumed run must match: the settings, the model and its input shape.
   nlohmann::json run_settings = s.to_json();
@@ -195,14 +204,19 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
 
   const auto optimizer = make_optimizer<T>(parameters(net), s);
   Optimizer<T>& opt = *optimizer;
-  BatchLoader loader(train_set, LoaderOptions{s.batch_size, true, s.augment, s.seed});
+  std::unique_ptr<WeightAverage<T>> average;
+  if (s.ema_decay > 0) average = std::make_unique<WeightAverage<T>>(state(net), s.ema_decay);
+  LoaderOptions loader_options{s.batch_size, true, s.augment, s.seed};
+  loader_options.augmentation = s.augmentation;
+  BatchLoader loader(train_set, loader_options);
   const std::size_t steps_per_epoch = loader.batches_per_epoch();
   const LrSchedule schedule(s.schedule, s.epochs, steps_per_epoch);
 
   std::size_t first_epoch = 0, step = 0;
   if (run.resume) {
     std::vector<std::string> skipped;
-    const CheckpointInfo info = detail::resume_from(existing, net, opt, run_settings, skipped);
+    const CheckpointInfo info =
+        detail::resume_from(existing, net, opt, average.get(), run_settings, TrainSettings{}.to_json(), skipped);
     first_epoch = info.epochs_done;
     step = info.step;
     obs.resumed(info, skipped);
@@ -216,11 +230,35 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   meta["model"] = model_name;
   meta["odyssey.settings"] = run_settings.dump();
 
+  // The test evaluation of what the run produces: the weight average (when evaluated) or the
+  // last weights, with their batch-norm statistics re-estimated when asked. Nothing of the
+  // training state changes: the average is swapped back out, the statistics restored.
+  const EvalProgress eval_progress = [&](std::size_t done, std::size_t total) { obs.evaluating(done, total); };
+  const bool evaluate_average = average && s.ema_eval;
+  auto evaluate_run = [&](bool save) {
+    {
+      AverageSwapped<T> swapped(evaluate_average ? average.get() : nullptr);
+      RunningStatsKept<T> kept(s.bn_recalibrate ? state(net) : std::vector<StateEntry<T>>{});
+      reestimate_batch_norm(net, train_set, s.bn_recalibrate, s.batch_size, s.seed);
+      result.test = evaluate(net, test_set, EvalOptions{run.eval_batch, s.eval_flip}, eval_progress);
+      if (!save) return;
+      Metadata m = meta;
+      m["odyssey.weights"] = evaluate_average ? "the average of the weights" : "the last weights";
+      save_weights(result.weights, net, m);
+    }
+    if (!average) return;
+    // The other of the two: the last weights beside a saved average, or the average.
+    AverageSwapped<T> swapped(evaluate_average ? nullptr : average.get());
+    Metadata m = meta;
+    m["odyssey.weights"] = evaluate_average ? "the last weights" : "the average of the weights";
+    result.other_weights = run.out / (evaluate_average ? "weights-last.safetensors" : "weights-average.safetensors");
+    save_weights(result.other_weights, net, m);
+  };
+
   TrainStep<Net> trainer(s.label_smoothing, s.seed);
   Batch batch;
   const auto run_start = std::chrono::steady_clock::now();
   std::size_t images_total = 0;
-  const EvalProgress eval_progress = [&](std::size_t done, std::size_t total) { obs.evaluating(done, total); };
   for (std::size_t epoch = first_epoch; epoch < s.epochs; ++epoch) {
     loader.start_epoch(epoch);
     obs.epoch_started(epoch + 1, s.epochs, steps_per_epoch);
@@ -240,6 +278,7 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
             epoch + 1, step + 1, lr, last.empty() ? std::filesystem::path() : last.back());
       }
       ++step;
+      if (average) average->update(step);
       ++done;
       loss_sum += st.loss * double(batch.size);
       correct += st.correct;
@@ -259,7 +298,7 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     }
     const double train_seconds = detail::seconds_since(epoch_start);
     images_total += seen;
-    result.test = evaluate(net, test_set, run.eval_batch, eval_progress);
+    evaluate_run(epoch + 1 == s.epochs);
     const double ips = double(seen) / train_seconds;
     const double total = detail::seconds_since(run_start);
     csv.epoch(epoch + 1, step, schedule.at(step ? step - 1 : 0), loss_sum / double(seen), double(correct) / double(seen),
@@ -271,16 +310,15 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     ckpt_meta["odyssey.rng"] = nlohmann::json{{"seed", s.seed}, {"next_epoch", epoch + 1}, {"next_batch", 0},
                                               {"scheme", "counter-based: batch b of epoch e derives from (seed, e, b)"}}
                                    .dump();
-    save_checkpoint(ckpt, net, opt, epoch + 1, step, ckpt_meta);
+    save_checkpoint(ckpt, net, opt, epoch + 1, step, ckpt_meta, average.get());
     prune_checkpoints(run.out, std::max<std::size_t>(1, run.keep_checkpoints));
     ++result.epochs_run;
     obs.epoch_done({epoch + 1, s.epochs, step, loss_sum / double(seen), double(correct) / double(seen), result.test, ips,
                     total, ckpt});
   }
-  if (result.epochs_run == 0) result.test = evaluate(net, test_set, run.eval_batch, eval_progress);
+  if (result.epochs_run == 0) evaluate_run(true);
   result.seconds = detail::seconds_since(run_start);
   result.images_per_second = result.seconds > 0 ? double(images_total) / result.seconds : 0;
-  save_weights(result.weights, net, meta);
   result.plot = run.out / "curves.png";
   result.plot_problem = plot_metrics(result.metrics, result.plot, detail::rformat("{} on {}", model_name, s.dataset));
   return result;

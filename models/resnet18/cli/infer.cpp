@@ -86,7 +86,7 @@ void apply_metadata(Dataset& d, const std::map<std::string, std::string>& meta) 
 // ---- eval
 
 struct EvalArgs {
-  std::string weights, dataset, data;
+  std::string weights, dataset, data, tta = "none";
   std::size_t batch = 256, threads = 0;
 };
 
@@ -103,15 +103,16 @@ int run_eval(const EvalArgs& a) {
   const EvalResult r = with_model(spec, [&]<class Net>() {
     auto net = std::make_unique<Net>(0);
     load_weights(a.weights, *net);
-    return evaluate(*net, test, a.batch, [](std::size_t done, std::size_t total) {
+    return evaluate(*net, test, EvalOptions{a.batch, a.tta == "flip"}, [](std::size_t done, std::size_t total) {
       if (isatty(STDOUT_FILENO) != 1) return;
       std::printf("\r\033[Kevaluating %zu/%zu", done, total);
       if (done == total) std::printf("\r\033[K");
       std::fflush(stdout);
     });
   });
-  std::printf("%s (%s, %s) on %s (%zu images): loss %.4f, accuracy %.2f%%\n", a.weights.c_str(), spec.arch.c_str(),
-              spec.input().c_str(), test.name.c_str(), r.count, r.loss, 100 * r.accuracy);
+  std::printf("%s (%s, %s) on %s (%zu images%s): loss %.4f, accuracy %.2f%%\n", a.weights.c_str(),
+              spec.arch.c_str(), spec.input().c_str(), test.name.c_str(), r.count,
+              a.tta == "flip" ? ", flip test-time augmentation" : "", r.loss, 100 * r.accuracy);
   const auto per = r.per_class();
   for (std::size_t c = 0; c < per.size(); ++c)
     std::printf("  %2zu %-12s %6.2f%%\n", c, c < test.class_names.size() ? test.class_names[c].c_str() : "", 100 * per[c]);
@@ -148,7 +149,7 @@ void append_input(Dataset& d, const std::string& path) {
 }
 
 struct PredictArgs {
-  std::string weights;
+  std::string weights, tta = "none";
   std::vector<std::string> inputs;
   std::size_t batch = 256, threads = 0;
 };
@@ -167,20 +168,16 @@ int run_predict(const PredictArgs& a) {
     expect_images<typename Net::input_shape>(d, spec.arch);
     BatchLoader loader(d, LoaderOptions{a.batch, false, false, 0});
     loader.start_epoch(0);
-    Context<float> ctx;
-    ctx.mode = Mode::inference;
-    SoftmaxCrossEntropy<float, 10> softmax;
-    Activation<float, typename Net::input_shape> x;
+    Predictor<Net> predictor(a.tta == "flip");
     Batch batch;
     std::printf("index,predicted");
     for (std::size_t k = 0; k < 10; ++k) std::printf(",prob_%zu", k);
     std::printf("\n");
     std::size_t index = 0;
     while (loader.next(batch)) {
-      copy_batch(batch, x);
-      softmax.forward(net->forward(x, ctx), batch.labels);
+      const auto probs = predictor.run(*net, batch);
       for (std::size_t i = 0; i < batch.size; ++i, ++index) {
-        const float* p = softmax.probabilities().sample(i);
+        const float* p = probs.data() + i * 10;
         std::printf("%zu,%zu", index, std::size_t(std::max_element(p, p + 10) - p));
         for (std::size_t k = 0; k < 10; ++k) std::printf(",%.6g", p[k]);
         std::printf("\n");
@@ -233,6 +230,11 @@ std::function<int()> add_eval(CLI::App& app) {
   c->add_option("--dataset", a->dataset, "fashion-mnist or cifar10 (default: the one in the weights' metadata)")
       ->check(CLI::IsMember({"fashion-mnist", "cifar10"}));
   c->add_option("--data", a->data, "dataset folder (default: the dataset's usual place)");
+  c->add_option("--tta", a->tta,
+                "test-time augmentation: flip (the mean of the softmax probabilities of each image and its mirror "
+                "image; twice the work) or none")
+      ->check(CLI::IsMember({"none", "flip"}))
+      ->capture_default_str();
   c->add_option("--batch-size", a->batch, "images per pass")->check(CLI::Range(1, 65536))->capture_default_str();
   c->add_option("--threads", a->threads, "threads (default: every core)")->check(CLI::Range(1, 1024));
   return [a] { return run_eval(*a); };
@@ -252,6 +254,11 @@ std::function<int()> add_predict(CLI::App& app) {
                 "images (32x32, or 28x28 for 1-channel models)")
       ->required()
       ->check(CLI::ExistingFile);
+  c->add_option("--tta", a->tta,
+                "test-time augmentation: flip (the mean of the softmax probabilities of each image and its mirror "
+                "image; twice the work) or none")
+      ->check(CLI::IsMember({"none", "flip"}))
+      ->capture_default_str();
   c->add_option("--batch-size", a->batch, "images per pass")->check(CLI::Range(1, 65536))->capture_default_str();
   c->add_option("--threads", a->threads, "threads (default: every core)")->check(CLI::Range(1, 1024));
   return [a] { return run_predict(*a); };

@@ -81,6 +81,11 @@ inline std::string flag_hint(const std::string& setting) {
   if (setting == "batch_size") return "--batch-size; with --train-subset, the number of training images";
   if (setting == "resume") return "--resume continues the run in --out; a new run needs a new --out";
   if (setting == "lr") return "--lr";
+  if (setting == "translate") return "--translate";
+  if (setting == "erase") return "--erase";
+  if (setting == "ema") return "--ema";
+  if (setting == "norm_lr_scale") return "--norm-lr-scale";
+  if (setting == "reset_classifier") return "--reset-classifier needs --init-weights";
   return setting;
 }
 

@@ -23,9 +23,10 @@ namespace {
 struct TrainArgs {
   std::string dataset = "fashion-mnist", data, out, schedule = "cosine", model = "resnet18";
   std::size_t image_size = 32;
-  std::string optimizer = "sgd";
+  std::string optimizer = "sgd", flip = "random", tta = "none";
   double weight_decay = -1;  // -1: the optimizer's default
-  bool decay_all = false;
+  double norm_lr_scale = 1;
+  bool decay_all = false, no_ema_eval = false;
   TrainSettings settings;
   RunOptions run;
   std::size_t threads = 0;
@@ -47,6 +48,11 @@ int run_train(TrainArgs& a) {
   a.settings.optimizer = a.optimizer == "adamw" ? OptimizerKind::adamw : OptimizerKind::sgd;
   if (a.weight_decay >= 0) a.settings.sgd.weight_decay = a.settings.adamw.weight_decay = a.weight_decay;
   a.settings.sgd.decay_all = a.settings.adamw.decay_all = a.decay_all;
+  a.settings.sgd.norm_lr_scale = a.settings.adamw.norm_lr_scale = a.norm_lr_scale;
+  a.settings.augmentation.flip = parse_flip(a.flip);
+  a.settings.ema_eval = !a.no_ema_eval;
+  a.settings.eval_flip = a.tta == "flip";
+  a.settings.check();
   a.run.out = a.out.empty() ? default_out(a.dataset) : a.out;
   if (a.run.resume && a.out.empty()) throw ValueError("--resume needs --out, the run directory to continue");
 
@@ -76,7 +82,12 @@ int run_train(TrainArgs& a) {
     std::printf("%s %s %.1f%%", c ? "," : "", test_set.class_names[c].c_str(), 100 * per_class[c]);
   std::printf("\nconfusion matrix (rows: true class, columns: predicted):\n%s",
               r.test.confusion.format(test_set.class_names).c_str());
-  std::printf("weights: %s\nmetrics: %s\n", r.weights.string().c_str(), r.metrics.string().c_str());
+  std::printf("weights: %s%s\n", r.weights.string().c_str(),
+              a.settings.ema_decay > 0 ? (a.settings.ema_eval ? " (the weight average)" : " (the last weights)") : "");
+  if (!r.other_weights.empty())
+    std::printf("         %s (%s)\n", r.other_weights.string().c_str(),
+                a.settings.ema_eval ? "the last weights" : "the weight average");
+  std::printf("metrics: %s\n", r.metrics.string().c_str());
   if (r.plot_problem.empty()) std::printf("plot:    %s\n", r.plot.string().c_str());
   else std::printf("plot:    none: %s\n", r.plot_problem.c_str());
   return 0;
@@ -140,10 +151,53 @@ std::function<int()> add_train(CLI::App& app) {
   c->add_option("--beta2", s.adamw.beta2, "AdamW: second-moment decay")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
   c->add_option("--eps", s.adamw.eps, "AdamW: denominator epsilon")->check(CLI::PositiveNumber)->capture_default_str();
   c->add_flag("--decay-all", a->decay_all, "weight decay on biases and batch-norm parameters too");
+  c->add_option("--norm-lr-scale", a->norm_lr_scale,
+                "parameter groups: the learning rate of biases and batch-norm parameters is --lr times this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   c->add_option("--label-smoothing", s.label_smoothing, "label smoothing of the cross-entropy")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
-  c->add_flag("--no-augment", a->no_augment, "no random crop (4-pixel padding) and horizontal flip");
+  c->add_flag("--no-augment", a->no_augment, "no training augmentation at all (--translate, --flip, --erase)");
+  c->add_option("--translate", s.augmentation.translate,
+                "augmentation: shift each training image by up to this many pixels each way, zero-filled (a random "
+                "crop of the padded image); 0: none")
+      ->check(CLI::Range(0, 16))
+      ->capture_default_str();
+  c->add_option("--flip", a->flip,
+                "augmentation: horizontal flip of training images: random (a coin per image and epoch), alternate "
+                "(a coin per image in epoch 1, then flipped every other epoch), or none")
+      ->check(CLI::IsMember({"random", "alternate", "none"}))
+      ->capture_default_str();
+  c->add_option("--erase", s.augmentation.erase,
+                "augmentation: probability of random erasing (a rectangle of 2-33% of the image, aspect 0.3-3.3, "
+                "set to the mean)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  c->add_option("--ema", s.ema_decay,
+                "keep an exponential moving average of the weights with this decay (e.g. 0.999; warm-up "
+                "min(decay, (1+t)/(10+t)) at step t); it is evaluated and saved as the weights; 0: none")
+      ->check(CLI::Range(0.0, 0.999999))
+      ->capture_default_str();
+  c->add_flag("--no-ema-eval", a->no_ema_eval,
+              "with --ema: evaluate and save the last weights, the average as weights-average.safetensors");
+  c->add_option("--bn-recalibrate", s.bn_recalibrate,
+                "before each evaluation, re-estimate the batch norms' running statistics over this many training "
+                "batches (unaugmented); 0: as training left them")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  c->add_option("--tta", a->tta,
+                "test-time augmentation of the evaluation after each epoch: flip (the mean of the probabilities "
+                "of each image and its mirror image) or none")
+      ->check(CLI::IsMember({"none", "flip"}))
+      ->capture_default_str();
+  c->add_option("--init-weights", s.init_weights,
+                "start from these weights (odyssey's weights or checkpoint, or a state dict saved from PyTorch in "
+                "safetensors) instead of a fresh initialisation, e.g. to fine-tune")
+      ->check(CLI::ExistingFile);
+  c->add_flag("--reset-classifier", s.reset_classifier,
+              "with --init-weights: keep the fresh classifier (fc) instead of the file's, e.g. for another class "
+              "count");
   c->add_option("--train-subset", s.train_subset, "train on the first N training images only")
       ->check(CLI::PositiveNumber);
   c->add_option("--test-subset", s.test_subset, "evaluate on the first N test images only")
