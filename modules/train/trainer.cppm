@@ -230,22 +230,27 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   meta["model"] = model_name;
   meta["odyssey.settings"] = run_settings.dump();
 
-  // The test evaluation of what the run produces: the weight average (when evaluated) or the
-  // last weights, with their batch-norm statistics re-estimated when asked. Nothing of the
-  // training state changes: the average is swapped back out, the statistics restored.
-  const EvalProgress eval_progress = [&](std::size_t done, std::size_t total) { obs.evaluating(done, total); };
+  // What the run produces: the weight average (when evaluated) or the last weights, with
+  // their batch-norm statistics re-estimated when asked; `f` runs with them in `net`. Nothing
+  // of the training state changes: the average is swapped back out, the statistics restored.
   const bool evaluate_average = average && s.ema_eval;
-  auto evaluate_run = [&](bool save) {
-    {
-      AverageSwapped<T> swapped(evaluate_average ? average.get() : nullptr);
-      RunningStatsKept<T> kept(s.bn_recalibrate ? state(net) : std::vector<StateEntry<T>>{});
-      reestimate_batch_norm(net, train_set, s.bn_recalibrate, s.batch_size, s.seed);
-      result.test = evaluate(net, test_set, EvalOptions{run.eval_batch, s.eval_flip}, eval_progress);
-      if (!save) return;
+  auto with_evaluated_weights = [&](auto&& f) {
+    AverageSwapped<T> swapped(evaluate_average ? average.get() : nullptr);
+    RunningStatsKept<T> kept(s.bn_recalibrate ? state(net) : std::vector<StateEntry<T>>{});
+    reestimate_batch_norm(net, train_set, s.bn_recalibrate, s.batch_size, s.seed);
+    f();
+  };
+  const EvalProgress eval_progress = [&](std::size_t done, std::size_t total) { obs.evaluating(done, total); };
+  auto evaluate_run = [&] {
+    with_evaluated_weights(
+        [&] { result.test = evaluate(net, test_set, EvalOptions{run.eval_batch, s.eval_flip}, eval_progress); });
+  };
+  auto save_results = [&] {
+    with_evaluated_weights([&] {
       Metadata m = meta;
       m["odyssey.weights"] = evaluate_average ? "the average of the weights" : "the last weights";
       save_weights(result.weights, net, m);
-    }
+    });
     if (!average) return;
     // The other of the two: the last weights beside a saved average, or the average.
     AverageSwapped<T> swapped(evaluate_average ? nullptr : average.get());
@@ -298,7 +303,7 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     }
     const double train_seconds = detail::seconds_since(epoch_start);
     images_total += seen;
-    evaluate_run(epoch + 1 == s.epochs);
+    evaluate_run();
     const double ips = double(seen) / train_seconds;
     const double total = detail::seconds_since(run_start);
     csv.epoch(epoch + 1, step, schedule.at(step ? step - 1 : 0), loss_sum / double(seen), double(correct) / double(seen),
@@ -316,7 +321,8 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     obs.epoch_done({epoch + 1, s.epochs, step, loss_sum / double(seen), double(correct) / double(seen), result.test, ips,
                     total, ckpt});
   }
-  if (result.epochs_run == 0) evaluate_run(true);
+  if (result.epochs_run == 0) evaluate_run();
+  save_results();
   result.seconds = detail::seconds_since(run_start);
   result.images_per_second = result.seconds > 0 ? double(images_total) / result.seconds : 0;
   result.plot = run.out / "curves.png";

@@ -94,6 +94,15 @@ cp "$w" "$tmp/nan.safetensors"
 size=$(stat -c %s "$tmp/nan.safetensors")
 printf '\x00\x00\xc0\x7f' | dd of="$tmp/nan.safetensors" bs=1 seek=$((size - 4)) conv=notrunc status=none
 row "NaN in the weights" "is nan, not a finite number" -- eval --weights "$tmp/nan.safetensors" --batch-size 64
+# ---- weights to start from
+mkdir -p "$tmp/cifar-ok"
+for f in data_batch_1 data_batch_2 data_batch_3 data_batch_4 data_batch_5 test_batch; do head -c $((3073 * 4)) /dev/zero > "$tmp/cifar-ok/$f.bin"; done
+"$odyssey" train --dataset cifar10 --data "$tmp/cifar-ok" --batch-size 10 --epochs 1 --quiet --out "$tmp/cifar-run" >/dev/null 2>&1 ||
+  { echo "FAIL: could not train the small CIFAR-10 model the next case needs" >&2; exit 1; }
+cp "$tmp/cifar-run/weights.safetensors" "$tmp/cifar-model.safetensors"
+row "weights to start from of another input (3-channel CIFAR-10 model)" "tensor 'conv1.weight' has shape [64, 3, 3, 3] in the file but [64, 1, 3, 3] is expected" -- train --init-weights "$tmp/cifar-model.safetensors" --train-subset 64 --out "$tmp/r9"
+row "weights to start from of another model" "has no tensor" -- train --init-weights "$w" --model resnet34 --train-subset 64 --out "$tmp/r10"
+row "--reset-classifier without --init-weights" "--reset-classifier needs --init-weights" -- train --reset-classifier --out "$tmp/r11"
 # ---- output
 row "output directory that cannot be created" "cannot create the run directory" -- train --train-subset 64 --epochs 1 --out /proc/odyssey-run
 row "unwritable output directory" "cannot write in the run directory '/proc'" -- train --train-subset 64 --epochs 1 --out /proc

@@ -61,6 +61,27 @@ expect 0 "model: preact-resnet18, input 1x28x28" -- info --weights "$tmp/preact/
 expect 0 "optimizer.exp_avg_sq.layer4.1.conv2.weight" -- info --weights "$tmp/preact/checkpoint-epoch-0001.safetensors"
 expect 2 "input: the run has \"Shape<1,28,28>\", now \"Shape<1,32,32>\"" -- train --model preact-resnet18 \
   --optimizer adamw --train-subset 64 --test-subset 64 --batch-size 32 --epochs 1 --quiet --out "$tmp/preact" --resume
+# A small Fashion-MNIST folder: the first 64 test images and labels, as test and training set.
+be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
+fm=/usr/share/datasets/fashion-mnist
+mkdir -p "$tmp/small"
+{ be32 2051; be32 64; be32 28; be32 28; zcat "$fm/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c $((64 * 784)); } > "$tmp/small/t10k-images-idx3-ubyte"
+{ be32 2049; be32 64; zcat "$fm/t10k-labels-idx1-ubyte.gz" | tail -c +9 | head -c 64; } > "$tmp/small/t10k-labels-idx1-ubyte"
+cp "$tmp/small/t10k-images-idx3-ubyte" "$tmp/small/train-images-idx3-ubyte"
+cp "$tmp/small/t10k-labels-idx1-ubyte" "$tmp/small/train-labels-idx1-ubyte"
+# The recipe options: a weight average (evaluated and saved, the last weights beside it), flip
+# test-time augmentation, erasing, translation, alternating flips, batch-norm re-estimation.
+expect 0 "weights-last.safetensors (the last weights)" -- train --image-size 28 --data "$tmp/small" \
+  --batch-size 32 --epochs 1 --quiet --ema 0.9 --tta flip --erase 0.5 --translate 2 --flip alternate \
+  --bn-recalibrate 2 --norm-lr-scale 2 --out "$tmp/recipe"
+expect 0 "\"ema\":0.9" -- info --weights "$tmp/recipe/weights.safetensors"
+expect 0 "(64 images, flip test-time augmentation)" -- eval --weights "$tmp/recipe/weights.safetensors" --tta flip --data "$tmp/small"
+expect 0 "63,"  -- predict --weights "$tmp/recipe/weights.safetensors" --tta flip "$tmp/small/t10k-images-idx3-ubyte"
+# Fine-tuning from those weights, the classifier reset; the start is recorded in the settings.
+expect 0 "test accuracy" -- train --image-size 28 --data "$tmp/small" --batch-size 32 --epochs 1 --quiet \
+  --init-weights "$tmp/recipe/weights.safetensors" --reset-classifier --out "$tmp/finetune"
+expect 0 "\"reset_classifier\":true" -- info --weights "$tmp/finetune/weights.safetensors"
+expect 2 "--reset-classifier needs --init-weights" -- train --reset-classifier --out "$tmp/reset"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures case(s) failed"

@@ -227,6 +227,94 @@ BOOST_AUTO_TEST_CASE(crop_and_flip_match_a_reference) {
   BOOST_TEST(dys.size() >= 7u);
 }
 
+BOOST_AUTO_TEST_CASE(translation_alternating_flip_and_erasing_follow_their_rules) {
+  const std::size_t C = 1, H = 28, W = 28, N = 200;
+  const Dataset d = synthetic(N, C, H, W, 7);
+  LoaderOptions opt{.batch_size = 50, .shuffle = true, .augment = true, .seed = 9};
+  opt.augmentation = AugmentOptions{.translate = 2, .flip = FlipMode::alternate, .erase = 0.5};
+  BatchLoader loader(d, opt);
+  const Normaliser norm(d);
+  std::vector<int> flip_of(N * 4, -1);  // image, epoch
+  std::size_t erased = 0, samples = 0, shifts = 0;
+  for (std::size_t e = 0; e < 4; ++e) {
+    const auto batches = epoch(loader, e);
+    std::vector<std::size_t> order;
+    epoch_order(opt.seed, e, N, true, order);
+    for (std::size_t bi = 0; bi < batches.size(); ++bi)
+      for (std::size_t i = 0; i < batches[bi].size; ++i) {
+        const std::size_t pos = bi * opt.batch_size + i, img = order[pos];
+        const AugmentParams p = augment_params(opt.augmentation, opt.seed, e, pos, img, H, W);
+        ++samples;
+        BOOST_TEST((p.dx >= -2 && p.dx <= 2 && p.dy >= -2 && p.dy <= 2));
+        shifts += p.dx != 0 || p.dy != 0;
+        flip_of[img * 4 + e] = p.flip;
+        const float* got = batches[bi].pixels.data() + i * C * H * W;
+        // The reference: the shifted, flipped image from the raw bytes, then the rectangle.
+        bool same = true;
+        for (std::size_t y = 0; y < H; ++y)
+          for (std::size_t x = 0; x < W; ++x) {
+            const long sy = long(y) + p.dy, sx = long(p.flip ? W - 1 - x : x) + p.dx;
+            const bool inside = sy >= 0 && sy < long(H) && sx >= 0 && sx < long(W);
+            const bool in_rect = y >= p.erase_y && y < p.erase_y + p.erase_h && x >= p.erase_x && x < p.erase_x + p.erase_w;
+            const float want = in_rect ? 0.0f
+                                       : norm(0, inside ? d.pixels[(img * H + std::size_t(sy)) * W + std::size_t(sx)]
+                                                        : std::uint8_t{0});
+            same = same && got[y * W + x] == want;
+          }
+        BOOST_TEST(same, "epoch " << e << " position " << pos);
+        if (p.erase_h) {
+          ++erased;
+          // torchvision's ranges: 2% to 33% of the area (up to rounding), aspect 0.3 to 3.3.
+          const double area = double(p.erase_h * p.erase_w) / double(H * W);
+          const double aspect = double(p.erase_h) / double(p.erase_w);
+          BOOST_TEST((area >= 0.01 && area <= 0.40), area);
+          BOOST_TEST((aspect >= 0.3 / 1.5 && aspect <= 3.3 * 1.5), aspect);
+          BOOST_TEST((p.erase_y + p.erase_h <= H && p.erase_x + p.erase_w <= W));
+        }
+      }
+  }
+  BOOST_TEST((erased > samples * 4 / 10 && erased < samples * 6 / 10), erased << " of " << samples);
+  BOOST_TEST(shifts > samples / 2);
+  // Alternating flips: each image's flip changes from every epoch to the next, and the
+  // first epoch's coins are not all the same.
+  std::size_t alternating = 0, first_flipped = 0;
+  for (std::size_t img = 0; img < N; ++img) {
+    alternating += flip_of[img * 4] != flip_of[img * 4 + 1] && flip_of[img * 4 + 1] != flip_of[img * 4 + 2] &&
+                   flip_of[img * 4 + 2] != flip_of[img * 4 + 3];
+    first_flipped += flip_of[img * 4] == 1;
+  }
+  BOOST_TEST(alternating == N);
+  BOOST_TEST((first_flipped > N / 4 && first_flipped < 3 * N / 4), first_flipped);
+  // No translation and no flip: the image as it is, but for the erased rectangle.
+  const AugmentParams none = augment_params(AugmentOptions{0, FlipMode::none, 0}, 9, 1, 3, 5, H, W);
+  BOOST_TEST((none.dx == 0 && none.dy == 0 && !none.flip && none.erase_h == 0));
+  // The default options draw what the three-argument form (and earlier releases) drew.
+  for (std::size_t pos = 0; pos < 20; ++pos) {
+    const AugmentParams a = augment_params(AugmentOptions{}, 5, 2, pos, pos * 3, 32, 32), b = augment_params(5, 2, pos);
+    BOOST_TEST((a.dx == b.dx && a.dy == b.dy && a.flip == b.flip && a.erase_h == 0));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(flip_horizontal_mirrors_every_sample) {
+  Batch b;
+  b.size = 2;
+  b.channels = 3;
+  b.height = 2;
+  b.width = 5;  // odd: the middle column stays
+  for (std::size_t i = 0; i < 2 * 2 * 5 * 3; ++i) b.pixels.push_back(float(i));
+  const auto before = b.pixels;
+  flip_horizontal(b);
+  bool mirrored = true;
+  for (std::size_t n = 0; n < 2; ++n)
+    for (std::size_t y = 0; y < 2; ++y)
+      for (std::size_t x = 0; x < 5; ++x)
+        for (std::size_t c = 0; c < 3; ++c)
+          mirrored = mirrored && b.pixels[((n * 2 + y) * 5 + x) * 3 + c] == before[((n * 2 + y) * 5 + 4 - x) * 3 + c];
+  BOOST_TEST(mirrored);
+  flip_horizontal(b);
+  BOOST_TEST((b.pixels == before));
+}
+
 BOOST_AUTO_TEST_CASE(buffers_are_reused_across_batches) {
   const Dataset d = synthetic(64, 3, 8, 8);
   BatchLoader loader(d, {.batch_size = 10, .shuffle = true, .augment = true, .seed = 3});
