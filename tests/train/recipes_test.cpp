@@ -1,8 +1,9 @@
 // The training recipes' parts: the weight average follows its formula, flip test-time
 // augmentation is the mean over an image and its mirror, batch-norm re-estimation is the
 // average over batches, the parameter groups scale the learning rate, a run starts from
-// given weights (with its classifier reset when asked), old checkpoints resume under the
-// newer settings' defaults, and a run with every option on resumes bitwise.
+// given weights, odyssey's or a state dict PyTorch saved (with its classifier reset when
+// asked), old checkpoints resume under the newer settings' defaults, and a run with every
+// option on resumes bitwise.
 #define BOOST_TEST_MODULE recipes
 #include <boost/test/unit_test.hpp>
 #include <tbb/global_control.h>
@@ -11,6 +12,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -347,4 +349,47 @@ BOOST_AUTO_TEST_CASE(a_run_with_every_recipe_option_resumes_bitwise) {
   const auto p = train<Net>(settings(3), options(plain.path), train_set(), test_set(), "tiny");
   BOOST_TEST((bytes(p.weights) != bytes(r.other_weights)));
   BOOST_TEST(p.other_weights.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_state_dict_saved_by_pytorch_starts_a_run) {
+  // The model's tensors of PyTorch's ResNet-18 (width 4; tests/fixtures/make_references.py),
+  // as a plain state dict file; its reference input and logits set aside.
+  testing::TempDir dir("recipes-torch");
+  const SafeTensors fixture = SafeTensors::read(std::string(ODYSSEY_FIXTURES) + "/resnet18_w4.safetensors");
+  std::vector<TensorEntry> model;
+  for (const auto& name : fixture.names()) {
+    if (name.rfind("test.", 0) == 0) continue;
+    const TensorView& t = fixture.tensor(name);
+    model.push_back({name, t.dtype, t.shape, t.bytes.data()});
+  }
+  const fs::path file = dir.path / "torch.safetensors";
+  write_safetensors(file, model, {});
+  std::vector<float> input(2 * 3 * 32 * 32), logits_eval(20);
+  {
+    const TensorView& in = fixture.tensor("test.input");
+    std::memcpy(input.data(), in.bytes.data(), in.bytes.size());
+    const TensorView& out = fixture.tensor("test.logits_eval");
+    std::memcpy(logits_eval.data(), out.bytes.data(), out.bytes.size());
+  }
+  using Torch = models::ResNet18<float, 3, 32, 32, 10, 4>;
+  auto net = std::make_unique<Torch>(5);
+  load_initial_weights(file, *net, false);
+  Activation<float, Shape<3, 32, 32>> x;
+  x.from_nchw(input.data(), 2);
+  Context<float> ctx;
+  ctx.mode = Mode::inference;
+  const auto y = net->forward(x, ctx).span();
+  double worst = 0;
+  for (std::size_t i = 0; i < 20; ++i) worst = std::max(worst, std::abs(double(y[i]) - double(logits_eval[i])));
+  BOOST_TEST(worst < 1e-4);  // PyTorch's logits: the weights arrived
+  // Fine-tuning it for five classes: the classifier is the model's own, the rest PyTorch's.
+  using Torch5 = models::ResNet18<float, 3, 32, 32, 5, 4>;
+  auto five = std::make_unique<Torch5>(5);
+  BOOST_CHECK_THROW(load_initial_weights(file, *five, false), ShapeError);
+  BOOST_CHECK_NO_THROW(load_initial_weights(file, *five, true));
+  for (const auto& e : state(*five))
+    if (e.name == "conv1.weight") {
+      const TensorView& t = fixture.tensor("conv1.weight");
+      BOOST_TEST(std::memcmp(e.value.data(), t.bytes.data(), t.bytes.size()) == 0);
+    }
 }
