@@ -1,5 +1,5 @@
-// The model API: state, parameters and counts of any layer or composition, and Model<Body>,
-// which gives a composition the members a top-level network is used through.
+// The model API: state, parameters and counts of any layer or composition, a walk over its
+// parts (and zero-initialised residual branches), and Model<Body>, which gives a composition the members a top-level network is used through.
 module;
 #include <cstddef>
 #include <set>
@@ -44,6 +44,32 @@ std::size_t parameter_count(Net& net) {
   std::size_t n = 0;
   net.visit_state(std::string(), [&](const StateEntry<typename Net::value_type>& e) {
     n += e.trainable() ? e.value.size() : 0;
+  });
+  return n;
+}
+
+/// Calls f(layer) for `layer` and then, depth first, for every part of it (compositions and
+/// residual branches, through for_each_part).
+template <class L, class F>
+void for_each_layer(L& layer, F&& f) {
+  f(layer);
+  if constexpr (requires { layer.for_each_part([](auto&) {}); })
+    layer.for_each_part([&](auto& part) { for_each_layer(part, f); });
+}
+
+/// Zero-initialises the scale (weight) of the batch norm that ends the main branch of every
+/// residual block of `net`, so each block starts as its shortcut ("zero_init_residual" of
+/// torchvision; Goyal et al. 2017, "Accurate, Large Minibatch SGD"). Returns how many it
+/// zeroed (0 for blocks whose branch ends otherwise, as pre-activation blocks do).
+template <Layer Net>
+std::size_t zero_init_residual(Net& net) {
+  std::size_t n = 0;
+  for_each_layer(net, [&](auto& layer) {
+    if constexpr (requires { layer.main.last_part().running_mean; layer.shortcut; }) {
+      auto& norm = layer.main.last_part();
+      norm.weight.value.fill(typename Net::value_type(0));
+      ++n;
+    }
   });
   return n;
 }

@@ -64,6 +64,13 @@ class Residual {
   /// The main branch initialised from `rng` first, then the shortcut.
   explicit Residual(Rng& rng) : main(make(rng, main_tag{})), shortcut(make(rng, shortcut_tag{})) {}
 
+  /// Calls f(main), then f(shortcut).
+  template <class F>
+  void for_each_part(F&& f) {
+    f(main);
+    f(shortcut);
+  }
+
   const Activation<T, output_shape>& forward(const Activation<T, input_shape>& x, Context<T>& ctx) {
     if constexpr (fused) {
       const auto& s = shortcut.forward(x, ctx);

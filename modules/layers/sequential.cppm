@@ -118,6 +118,14 @@ class Composition {
   [[nodiscard]] const layer_t<I>& get() const noexcept {
     return std::get<I>(layers_);
   }
+  /// Calls f(part) for each part, first to last.
+  template <class F>
+  void for_each_part(F&& f) {
+    std::apply([&](auto&... part) { (f(part), ...); }, layers_);
+  }
+  /// The last part.
+  [[nodiscard]] layer_t<count - 1>& last_part() noexcept { return std::get<count - 1>(layers_); }
+
   /// The part Named<Name, ...>: net.get<"conv1">().
   template <FixedString Name>
   [[nodiscard]] auto& get() noexcept {

@@ -69,6 +69,8 @@ struct TrainSettings {
   // file's classifier is not used and the model's own initial one is kept.
   std::string init_weights;
   bool reset_classifier = false;
+  // A fresh initialisation with every residual branch's last batch-norm scale at 0.
+  bool zero_init_residual = false;
   std::uint64_t seed = 0;
 
   [[nodiscard]] nlohmann::json to_json() const {
@@ -105,6 +107,7 @@ struct TrainSettings {
             {"eval_flip", eval_flip},
             {"init_weights", init_weights},
             {"reset_classifier", reset_classifier},
+            {"zero_init_residual", zero_init_residual},
             {"seed", seed}};
   }
 
@@ -122,6 +125,9 @@ struct TrainSettings {
       throw SettingError("ema", "the weight average's decay must be 0 (none) or in (0, 1), e.g. 0.999");
     const double scale = optimizer == OptimizerKind::sgd ? sgd.norm_lr_scale : adamw.norm_lr_scale;
     if (!(scale > 0)) throw SettingError("norm_lr_scale", "the learning-rate factor must be positive");
+    if (zero_init_residual && !init_weights.empty())
+      throw SettingError("zero_init_residual", "zero-initialising the residual branches applies to a fresh "
+                                               "initialisation, not to weights to start from (init_weights)");
     if (reset_classifier && init_weights.empty())
       throw SettingError("reset_classifier", "resetting the classifier needs weights to start from (init_weights)");
   }

@@ -196,6 +196,7 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
                                                      train_set.count, s.batch_size));
   // Before the run directory is touched: a file that does not fit leaves nothing behind.
   if (!run.resume && !s.init_weights.empty()) load_initial_weights(s.init_weights, net, s.reset_classifier);
+  if (!run.resume && s.zero_init_residual) zero_init_residual(net);
   const auto existing = detail::prepare_run_directory(run);
   // What a resumed run must match: the settings, the model and its input shape.
   nlohmann::json run_settings = s.to_json();

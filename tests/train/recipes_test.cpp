@@ -300,7 +300,7 @@ BOOST_AUTO_TEST_CASE(checkpoints_that_predate_a_setting_resume_under_its_default
   now["model"] = "tiny";
   nlohmann::json old = now;
   for (const char* key : {"translate", "flip", "erase", "ema", "ema_eval", "bn_recalibrate", "eval_flip",
-                          "init_weights", "reset_classifier", "norm_lr_scale"})
+                          "init_weights", "reset_classifier", "zero_init_residual", "norm_lr_scale"})
     BOOST_TEST_REQUIRE(old.erase(key) == 1u, key);
   const Metadata meta{{"odyssey.settings", old.dump()}};
   BOOST_CHECK_NO_THROW(detail::expect_same_settings("old.safetensors", meta, now, TrainSettings{}.to_json()));
@@ -392,4 +392,38 @@ BOOST_AUTO_TEST_CASE(a_state_dict_saved_by_pytorch_starts_a_run) {
       const TensorView& t = fixture.tensor("conv1.weight");
       BOOST_TEST(std::memcmp(e.value.data(), t.bytes.data(), t.bytes.size()) == 0);
     }
+}
+
+BOOST_AUTO_TEST_CASE(zero_init_residual_zeroes_the_last_norm_of_each_residual_branch) {
+  auto net = std::make_unique<Net>(4);
+  const auto before = state(*net);
+  std::vector<std::vector<float>> kept;
+  for (const auto& e : before) kept.emplace_back(e.value.begin(), e.value.end());
+  BOOST_TEST(zero_init_residual(*net) == 8u);  // ResNet-18: two BasicBlocks in each of four stages
+  const auto after = state(*net);
+  std::size_t zeroed = 0;
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    const auto& e = after[i];
+    const bool last_norm = e.name.starts_with("layer") && e.name.ends_with(".bn2.weight");
+    const std::vector<float> now(e.value.begin(), e.value.end());
+    if (last_norm) {
+      zeroed += std::all_of(now.begin(), now.end(), [](float v) { return v == 0.0f; });
+      BOOST_TEST(std::any_of(kept[i].begin(), kept[i].end(), [](float v) { return v != 0.0f; }), e.name);
+    } else {
+      BOOST_TEST((now == kept[i]), e.name);  // nothing else changes
+    }
+  }
+  BOOST_TEST(zeroed == 8u);
+  // Pre-activation blocks end in a convolution: nothing to zero.
+  auto preact = std::make_unique<models::PreActResNet18<float, 1, 8, 8, 10, 4>>(4);
+  BOOST_TEST(zero_init_residual(*preact) == 0u);
+  // A fresh run with it differs from one without; weights to start from exclude it.
+  testing::TempDir a("recipes-zero-a"), b("recipes-zero-b");
+  auto s = settings(1);
+  s.zero_init_residual = true;
+  const auto with = train<Net>(s, options(a.path), train_set(), test_set(), "tiny");
+  const auto without = train<Net>(settings(1), options(b.path), train_set(), test_set(), "tiny");
+  BOOST_TEST(with.test.loss != without.test.loss);
+  s.init_weights = (a.path / "weights.safetensors").string();
+  BOOST_CHECK_THROW(s.check(), SettingError);
 }

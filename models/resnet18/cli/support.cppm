@@ -85,6 +85,7 @@ inline std::string flag_hint(const std::string& setting) {
   if (setting == "erase") return "--erase";
   if (setting == "ema") return "--ema";
   if (setting == "norm_lr_scale") return "--norm-lr-scale";
+  if (setting == "zero_init_residual") return "--zero-init-residual cannot go with --init-weights";
   if (setting == "reset_classifier") return "--reset-classifier needs --init-weights";
   return setting;
 }

@@ -195,6 +195,9 @@ std::function<int()> add_train(CLI::App& app) {
                 "start from these weights (odyssey's weights or checkpoint, or a state dict saved from PyTorch in "
                 "safetensors) instead of a fresh initialisation, e.g. to fine-tune")
       ->check(CLI::ExistingFile);
+  c->add_flag("--zero-init-residual", s.zero_init_residual,
+              "start every residual block's last batch-norm scale at 0, so each block begins as its shortcut "
+              "(torchvision's zero_init_residual; no effect on preact-resnet18, whose blocks end in a convolution)");
   c->add_flag("--reset-classifier", s.reset_classifier,
               "with --init-weights: keep the fresh classifier (fc) instead of the file's, e.g. for another class "
               "count");
