@@ -1,13 +1,16 @@
-// Test fixtures made on the fly: temporary directories, and a small synthetic dataset
-// whose classes a network can learn in a few steps.
+// Test fixtures made on the fly: temporary directories, a small synthetic dataset whose
+// classes a network can learn in a few steps, and the trainer tests' tiny runs.
 module;
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <system_error>
+#include <vector>
 export module odyssey.testing:files;
 import odyssey;
 
@@ -51,6 +54,45 @@ Dataset synthetic_dataset(std::size_t count, std::uint64_t seed) {
     d.labels.push_back(label);
     for (std::size_t p = 0; p < 64; ++p) d.pixels.push_back(std::uint8_t(rng.below(128) + (p == label * 6u ? 127 : 0)));
   }
+  return d;
+}
+
+/// A file's bytes, to compare runs bitwise.
+inline std::vector<char> file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// The trainer tests' run: `epochs` epochs of batch 16, cosine from lr 0.05, seed 11.
+inline TrainSettings tiny_settings(std::size_t epochs) {
+  TrainSettings s;
+  s.dataset = "synthetic";
+  s.epochs = epochs;
+  s.batch_size = 16;
+  s.schedule.kind = ScheduleKind::cosine;
+  s.schedule.lr = 0.05;
+  s.seed = 11;
+  return s;
+}
+
+/// The trainer tests' run options: into `out` (resuming when asked), a metrics row every 2
+/// steps, evaluation in batches of 32.
+inline RunOptions tiny_run(const std::filesystem::path& out, bool resume = false) {
+  RunOptions r;
+  r.out = out;
+  r.resume = resume;
+  r.log_every = 2;
+  r.eval_batch = 32;
+  return r;
+}
+
+/// The trainer tests' data: 100 training images (6 batches of 16 and one of 4), 40 test.
+inline const Dataset& tiny_train_set() {
+  static const Dataset d = synthetic_dataset(100, 1);
+  return d;
+}
+inline const Dataset& tiny_test_set() {
+  static const Dataset d = synthetic_dataset(40, 2);
   return d;
 }
 

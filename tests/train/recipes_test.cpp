@@ -30,39 +30,11 @@ using Net5 = models::ResNet18<float, 1, 8, 8, 5, 4>;  // another class count
 
 namespace {
 
-TrainSettings settings(std::size_t epochs) {
-  TrainSettings s;
-  s.dataset = "synthetic";
-  s.epochs = epochs;
-  s.batch_size = 16;
-  s.schedule.kind = ScheduleKind::cosine;
-  s.schedule.lr = 0.05;
-  s.seed = 11;
-  return s;
-}
-
-RunOptions options(const fs::path& out, bool resume = false) {
-  RunOptions r;
-  r.out = out;
-  r.resume = resume;
-  r.log_every = 2;
-  r.eval_batch = 32;
-  return r;
-}
-
-std::vector<char> bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-const Dataset& train_set() {
-  static const Dataset d = testing::synthetic_dataset(100, 1);
-  return d;
-}
-const Dataset& test_set() {
-  static const Dataset d = testing::synthetic_dataset(40, 2);
-  return d;
-}
+TrainSettings settings(std::size_t epochs) { return testing::tiny_settings(epochs); }
+RunOptions options(const fs::path& out, bool resume = false) { return testing::tiny_run(out, resume); }
+std::vector<char> bytes(const fs::path& p) { return testing::file_bytes(p); }
+const Dataset& train_set() { return testing::tiny_train_set(); }
+const Dataset& test_set() { return testing::tiny_test_set(); }
 
 /// Every value of every entry, in order.
 template <class T>
