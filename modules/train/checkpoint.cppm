@@ -3,8 +3,8 @@
 // A weights file holds the model's state dict (parameters, running statistics and
 // num_batches_tracked) and metadata (dataset, normalisation, class names), so it loads in
 // PyTorch and in `odyssey eval` / `predict`. A checkpoint adds the optimizer's momentum
-// buffers ("optimizer.momentum.<parameter>") and the position of the run (epoch, step) and
-// its settings in the metadata; the data order and augmentation are pure functions of
+// buffers ("optimizer.momentum.<parameter>") and the position of the run (epoch, step, and
+// for a mid-epoch checkpoint the batches of the epoch done) and its settings in the metadata; the data order and augmentation are pure functions of
 // (seed, epoch, batch), so those numbers are the whole random state. A run that averages its
 // weights keeps the average too ("ema.<parameter>"). Files are written
 // atomically (temp file, fsync, rename): a crash mid-save leaves the previous file intact.
@@ -14,9 +14,11 @@ module;
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <regex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 #include <fmt/format.h>
 export module odyssey.train:checkpoint;
@@ -137,31 +139,57 @@ Metadata load_initial_weights(const std::filesystem::path& path, Net& net, bool 
 
 struct CheckpointInfo {
   std::filesystem::path file;
-  std::size_t epochs_done = 0;  // completed epochs
-  std::size_t step = 0;         // global optimizer steps taken
+  std::size_t epochs_done = 0;   // completed epochs
+  std::size_t batches_done = 0;  // batches of the next epoch already trained (a mid-epoch checkpoint)
+  std::size_t step = 0;          // global optimizer steps taken
   Metadata metadata;
 };
 
-/// Checkpoint file of a run after `epochs_done` epochs.
-inline std::filesystem::path checkpoint_path(const std::filesystem::path& dir, std::size_t epochs_done) {
-  return dir / detail::rformat("checkpoint-epoch-{:04}.safetensors", epochs_done);
+/// Checkpoint file of a run after `epochs_done` epochs and `batches_done` batches of the
+/// next: checkpoint-epoch-0002.safetensors at an epoch's end, and mid-epoch
+/// checkpoint-epoch-0002-batch-000050.safetensors (50 batches into the third epoch).
+inline std::filesystem::path checkpoint_path(const std::filesystem::path& dir, std::size_t epochs_done,
+                                             std::size_t batches_done = 0) {
+  if (batches_done == 0) return dir / detail::rformat("checkpoint-epoch-{:04}.safetensors", epochs_done);
+  return dir / detail::rformat("checkpoint-epoch-{:04}-batch-{:06}.safetensors", epochs_done, batches_done);
 }
 
-/// Checkpoints in `dir`, oldest first.
+namespace detail {
+
+/// (epochs_done, batches_done) of a checkpoint file name, or nothing for another file.
+inline std::optional<std::pair<std::size_t, std::size_t>> checkpoint_position(const std::filesystem::path& file) {
+  static const std::regex name(R"(checkpoint-epoch-(\d{4,})(?:-batch-(\d{6,}))?\.safetensors)");
+  std::smatch m;
+  const std::string f = file.filename().string();
+  if (!std::regex_match(f, m, name)) return std::nullopt;
+  return std::pair{std::size_t(std::stoull(m[1].str())), m[2].matched ? std::size_t(std::stoull(m[2].str())) : 0};
+}
+
+}  // namespace detail
+
+/// Checkpoints in `dir`, oldest first (by position in the run: epoch, then batch).
 inline std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& dir) {
-  std::vector<std::filesystem::path> out;
+  std::vector<std::pair<std::pair<std::size_t, std::size_t>, std::filesystem::path>> found;
   std::error_code ec;
-  static const std::regex name(R"(checkpoint-epoch-\d{4,}\.safetensors)");
   for (const auto& e : std::filesystem::directory_iterator(dir, ec))
-    if (e.is_regular_file() && std::regex_match(e.path().filename().string(), name)) out.push_back(e.path());
-  std::sort(out.begin(), out.end());
+    if (const auto pos = detail::checkpoint_position(e.path()); pos && e.is_regular_file())
+      found.emplace_back(*pos, e.path());
+  std::sort(found.begin(), found.end());
+  std::vector<std::filesystem::path> out;
+  for (auto& [pos, path] : found) out.push_back(std::move(path));
   return out;
 }
 
-/// Deletes all but the newest `keep` checkpoints.
+/// Keeps the newest checkpoint and the newest `keep` of those made at an epoch's end; deletes
+/// the rest (a mid-epoch checkpoint is only kept until a newer checkpoint exists).
 inline void prune_checkpoints(const std::filesystem::path& dir, std::size_t keep) {
-  auto all = list_checkpoints(dir);
-  for (std::size_t i = 0; i + keep < all.size(); ++i) {
+  const auto all = list_checkpoints(dir);
+  std::size_t epoch_ends = 0;
+  for (std::size_t i = all.size(); i-- > 0;) {
+    const bool epoch_end = detail::checkpoint_position(all[i])->second == 0;
+    const bool kept = i + 1 == all.size() || (epoch_end && epoch_ends < keep);
+    if (epoch_end) ++epoch_ends;
+    if (kept) continue;
     std::error_code ec;
     std::filesystem::remove(all[i], ec);
   }
@@ -171,7 +199,8 @@ inline void prune_checkpoints(const std::filesystem::path& dir, std::size_t keep
 /// there is one ("ema.<name>") and the run's position to `path`, atomically.
 template <Layer Net, class T>
 void save_checkpoint(const std::filesystem::path& path, Net& net, Optimizer<T>& opt, std::size_t epochs_done,
-                     std::size_t step, Metadata metadata, WeightAverage<T>* average = nullptr) {
+                     std::size_t step, Metadata metadata, WeightAverage<T>* average = nullptr,
+                     std::size_t batches_done = 0) {
   auto entries = tensor_entries(state(net));
   const auto velocity = opt.state();
   for (const auto& e : tensor_entries(velocity)) entries.push_back({"optimizer." + e.name, e.dtype, e.shape, e.data});
@@ -180,6 +209,7 @@ void save_checkpoint(const std::filesystem::path& path, Net& net, Optimizer<T>& 
   for (const auto& e : tensor_entries(averaged)) entries.push_back({"ema." + e.name, e.dtype, e.shape, e.data});
   metadata["odyssey.epochs_done"] = std::to_string(epochs_done);
   metadata["odyssey.step"] = std::to_string(step);
+  metadata["odyssey.batches_done"] = std::to_string(batches_done);
   write_safetensors(path, entries, metadata);
 }
 
@@ -199,9 +229,10 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Opti
       s.name = "ema." + s.name;
       slots.push_back(std::move(s));
     }
-  CheckpointInfo info{path, 0, 0, file.metadata()};
-  auto number = [&](const char* key) -> std::size_t {
+  CheckpointInfo info{path, 0, 0, 0, file.metadata()};
+  auto number = [&](const char* key, bool required = true) -> std::size_t {
     const auto it = info.metadata.find(key);
+    if (it == info.metadata.end() && !required) return 0;  // older checkpoints: epoch ends only
     if (it == info.metadata.end())
       throw FormatError(detail::rformat("{}: not a checkpoint (no '{}' in its metadata)", path.string(), key));
     try {
@@ -212,6 +243,7 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, Net& net, Opti
   };
   info.epochs_done = number("odyssey.epochs_done");
   info.step = number("odyssey.step");
+  info.batches_done = number("odyssey.batches_done", false);
   load_tensors(file, slots);
   return info;
 }

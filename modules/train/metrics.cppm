@@ -64,16 +64,17 @@ struct EvalResult {
 };
 
 /// metrics.csv in the run directory: one row per epoch (kind "epoch", with test figures)
-/// and one every N steps (kind "step"). On resume, rows after the resumed epoch are dropped.
+/// and one every N steps (kind "step"). On resume, rows after the resumed position are dropped.
 class MetricsCsv {
  public:
   static constexpr const char* header =
       "kind,epoch,step,lr,train_loss,train_accuracy,test_loss,test_accuracy,images_per_second,elapsed_seconds";
 
   MetricsCsv() = default;
-  /// Opens (creating) path; keeps rows of epochs <= keep_epochs (all when starting fresh
-  /// with keep_epochs 0 and no file).
-  MetricsCsv(const std::filesystem::path& path, std::size_t keep_epochs, bool resume) : path_(path) {
+  /// Opens (creating) path. On resume keeps the rows of the position resumed from: epoch rows
+  /// of epochs <= keep_epochs and step rows of steps <= keep_steps.
+  MetricsCsv(const std::filesystem::path& path, std::size_t keep_epochs, std::size_t keep_steps, bool resume)
+      : path_(path) {
     std::vector<std::string> kept;
     if (resume) {
       std::ifstream in(path);
@@ -81,12 +82,14 @@ class MetricsCsv {
       while (std::getline(in, line)) {
         if (line.empty() || line.rfind("kind,", 0) == 0) continue;
         std::istringstream fields(line);
-        std::string kind, epoch;
+        std::string kind, epoch, step;
         std::getline(fields, kind, ',');
         std::getline(fields, epoch, ',');
-        // Epochs are counted from 1 in the file; an epoch row of epoch e belongs to it, step
-        // rows of epoch e too. Keep what the checkpoint covers.
-        if (!epoch.empty() && std::stoul(epoch) <= keep_epochs) kept.push_back(line);
+        std::getline(fields, step, ',');
+        // Epochs are counted from 1 in the file. Keep what the checkpoint covers: the epochs
+        // it completed, and the steps it took (a mid-epoch checkpoint's too).
+        if (epoch.empty() || step.empty()) continue;
+        if (kind == "epoch" ? std::stoul(epoch) <= keep_epochs : std::stoul(step) <= keep_steps) kept.push_back(line);
       }
     }
     out_.open(path, std::ios::trunc);

@@ -2,6 +2,7 @@
 // (RunOptions, free to change on resume), and the errors a run ends with. Messages name the
 // settings by their field names; a front end (the CLI) adds its own flag names.
 module;
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -140,6 +141,15 @@ struct RunOptions {
   std::size_t keep_checkpoints = 3;
   std::size_t log_every = 20;  // steps between step rows in metrics.csv
   std::size_t eval_batch = 256;
+  // Mid-epoch checkpoints: after every `checkpoint_every` global steps, and/or once
+  // `checkpoint_minutes` have passed since the last checkpoint (0: not on that count). An
+  // epoch's end always writes one.
+  std::size_t checkpoint_every = 0;
+  double checkpoint_minutes = 0;
+  // When given and non-zero (e.g. set by a signal handler to the signal's number), the run
+  // stops after the current step (or during an evaluation) with a checkpoint at that point,
+  // which a resume continues exactly (TrainResult::stopped).
+  const std::atomic<int>* stop = nullptr;
 };
 
 /// The optimizer the settings choose, over `parameters`.

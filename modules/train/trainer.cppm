@@ -1,6 +1,7 @@
 // The training loop for any model: epochs of TrainStep over a shuffled, augmented dataset
 // with a learning-rate schedule, evaluation after every epoch, metrics.csv, atomic
-// checkpoints, resume, and the final weights. The library prints nothing: a TrainObserver
+// checkpoints (at every epoch's end, within epochs when asked, and where a stop request
+// ends the run), resume from any of them, and the final weights. The library prints nothing: a TrainObserver
 // hears about the run as it goes (the CLI's prints progress lines).
 //
 // A run is defined by its TrainSettings (saved in every checkpoint): the same model
@@ -18,6 +19,7 @@ module;
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 #include <unistd.h>
@@ -63,11 +65,27 @@ class TrainObserver {
   virtual ~TrainObserver() = default;
   /// The run continues from `from`; `skipped` lists newer checkpoints that could not be read.
   virtual void resumed(const CheckpointInfo& /*from*/, const std::vector<std::string>& /*skipped*/) {}
-  virtual void epoch_started(std::size_t /*epoch*/, std::size_t /*epochs*/, std::size_t /*batches*/) {}
+  /// Epoch `epoch` (1-based) of `batches` begins at batch `first_batch` (0, or later on a
+  /// mid-epoch resume).
+  virtual void epoch_started(std::size_t /*epoch*/, std::size_t /*epochs*/, std::size_t /*batches*/,
+                             std::size_t /*first_batch*/) {}
   virtual void step_done(const StepReport&) {}
   /// Training images of the epoch are done; the test set is being evaluated.
   virtual void evaluating(std::size_t /*done*/, std::size_t /*total*/) {}
   virtual void epoch_done(const EpochReport&) {}
+  /// A mid-epoch checkpoint (RunOptions::checkpoint_every / checkpoint_minutes) was written.
+  virtual void checkpoint_saved(const std::filesystem::path& /*file*/, std::size_t /*epoch*/,
+                                std::size_t /*batch*/) {}
+};
+
+/// Where a run stopped on request (RunOptions::stop) and the checkpoint that continues it.
+struct StopPoint {
+  int reason = 0;              // the stop flag's value (the signal number, for the CLI)
+  std::size_t epoch = 0;       // 1-based: the epoch in progress
+  std::size_t batch = 0;       // its batches done (all of them: stopped before its evaluation)
+  std::size_t batches = 0;     // per epoch
+  std::size_t step = 0;        // global steps done
+  std::filesystem::path checkpoint;
 };
 
 struct TrainResult {
@@ -78,6 +96,9 @@ struct TrainResult {
   std::filesystem::path weights, metrics, plot;
   std::filesystem::path other_weights;  // with a weight average: the weights not saved as `weights`
   std::string plot_problem;  // why there is no plot, if there is none
+  /// Set when the run stopped on request before its end: then there are no final weights
+  /// and no final evaluation (`weights` and `test` are empty), only the checkpoint.
+  std::optional<StopPoint> stopped;
 };
 
 namespace detail {
@@ -169,6 +190,52 @@ CheckpointInfo resume_from(const std::vector<std::filesystem::path>& existing, N
   return info;
 }
 
+/// The running figures of an epoch in progress. A mid-epoch checkpoint stores them
+/// ("odyssey.epoch_sums"), so the epoch's report after a resume is what it would have been.
+struct EpochSums {
+  double loss = 0, window_loss = 0;  // loss * images, over the epoch and since the last csv row
+  std::size_t correct = 0, seen = 0, window_correct = 0, window_seen = 0;
+  double seconds = 0;  // training time of the epoch before this invocation
+
+  void add(double batch_loss, std::size_t batch_correct, std::size_t images) {
+    loss += batch_loss * double(images);
+    correct += batch_correct;
+    seen += images;
+    window_loss += batch_loss * double(images);
+    window_correct += batch_correct;
+    window_seen += images;
+  }
+  [[nodiscard]] std::string dump() const {
+    // Doubles go through JSON in their shortest exact form, so they come back bit for bit.
+    return nlohmann::json{{"loss", loss}, {"correct", correct}, {"seen", seen}, {"window_loss", window_loss},
+                          {"window_correct", window_correct}, {"window_seen", window_seen}, {"seconds", seconds}}
+        .dump();
+  }
+  /// From a checkpoint's metadata; FormatError when a mid-epoch checkpoint lacks them.
+  static EpochSums from(const CheckpointInfo& info) {
+    EpochSums e;
+    if (info.batches_done == 0) return e;
+    const auto it = info.metadata.find("odyssey.epoch_sums");
+    const auto j = it == info.metadata.end() ? nlohmann::json() : nlohmann::json::parse(it->second, nullptr, false);
+    try {
+      e.loss = j.at("loss").template get<double>();
+      e.correct = j.at("correct").template get<std::size_t>();
+      e.seen = j.at("seen").template get<std::size_t>();
+      e.window_loss = j.at("window_loss").template get<double>();
+      e.window_correct = j.at("window_correct").template get<std::size_t>();
+      e.window_seen = j.at("window_seen").template get<std::size_t>();
+      e.seconds = j.at("seconds").template get<double>();
+    } catch (const nlohmann::json::exception&) {
+      throw FormatError(rformat("{}: a mid-epoch checkpoint without readable 'odyssey.epoch_sums' metadata",
+                                info.file.string()));
+    }
+    return e;
+  }
+};
+
+/// Thrown through the evaluation's progress callback when a stop is requested.
+struct StopRequested {};
+
 inline double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -213,20 +280,26 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   const std::size_t steps_per_epoch = loader.batches_per_epoch();
   const LrSchedule schedule(s.schedule, s.epochs, steps_per_epoch);
 
-  std::size_t first_epoch = 0, step = 0;
+  std::size_t first_epoch = 0, first_batch = 0, step = 0;
+  detail::EpochSums resumed_sums;
   if (run.resume) {
     std::vector<std::string> skipped;
     const CheckpointInfo info =
         detail::resume_from(existing, net, opt, average.get(), run_settings, TrainSettings{}.to_json(), skipped);
     first_epoch = info.epochs_done;
+    first_batch = info.batches_done;
     step = info.step;
+    if (first_batch > steps_per_epoch)
+      throw FormatError(detail::rformat("{}: {} batches done in an epoch of {}", info.file.string(), first_batch,
+                                        steps_per_epoch));
+    resumed_sums = detail::EpochSums::from(info);
     obs.resumed(info, skipped);
   }
 
   TrainResult result;
   result.metrics = run.out / "metrics.csv";
   result.weights = run.out / "weights.safetensors";
-  MetricsCsv csv(result.metrics, first_epoch, run.resume);
+  MetricsCsv csv(result.metrics, first_epoch, step, run.resume);
   Metadata meta = dataset_metadata(train_set, s.dataset);
   meta["model"] = model_name;
   meta["odyssey.settings"] = run_settings.dump();
@@ -241,7 +314,12 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     reestimate_batch_norm(net, train_set, s.bn_recalibrate, s.batch_size, s.seed);
     f();
   };
-  const EvalProgress eval_progress = [&](std::size_t done, std::size_t total) { obs.evaluating(done, total); };
+  auto stop_requested = [&] { return run.stop && run.stop->load(std::memory_order_relaxed) != 0; };
+  bool stoppable = true;  // an evaluation may be cut short by a stop request
+  const EvalProgress eval_progress = [&](std::size_t done, std::size_t total) {
+    if (stoppable && stop_requested()) throw detail::StopRequested{};
+    obs.evaluating(done, total);
+  };
   auto evaluate_run = [&] {
     with_evaluated_weights(
         [&] { result.test = evaluate(net, test_set, EvalOptions{run.eval_batch, s.eval_flip}, eval_progress); });
@@ -260,17 +338,51 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     result.other_weights = run.out / (evaluate_average ? "weights-last.safetensors" : "weights-average.safetensors");
     save_weights(result.other_weights, net, m);
   };
+  auto last_checkpoint_time = std::chrono::steady_clock::now();
+  // The checkpoint of the run after `epochs_done` epochs and `batches_done` batches of the
+  // next (with that epoch's running figures). The random state: shuffling and augmentation
+  // draw from generators seeded by (seed, epoch, batch position), so the seed and the
+  // position are all there is to restore.
+  auto save_at = [&](std::size_t epochs_done, std::size_t batches_done, const detail::EpochSums& sums) {
+    const auto ckpt = checkpoint_path(run.out, epochs_done, batches_done);
+    Metadata ckpt_meta = meta;
+    ckpt_meta["odyssey.rng"] =
+        nlohmann::json{{"seed", s.seed}, {"next_epoch", epochs_done}, {"next_batch", batches_done},
+                       {"scheme", "counter-based: batch b of epoch e derives from (seed, e, b)"}}
+            .dump();
+    if (batches_done) ckpt_meta["odyssey.epoch_sums"] = sums.dump();
+    save_checkpoint(ckpt, net, opt, epochs_done, step, ckpt_meta, average.get(), batches_done);
+    prune_checkpoints(run.out, std::max<std::size_t>(1, run.keep_checkpoints));
+    last_checkpoint_time = std::chrono::steady_clock::now();
+    return ckpt;
+  };
+  auto checkpoint_due = [&] {
+    return (run.checkpoint_every && step % run.checkpoint_every == 0) ||
+           (run.checkpoint_minutes > 0 && detail::seconds_since(last_checkpoint_time) >= 60 * run.checkpoint_minutes);
+  };
 
   TrainStep<Net> trainer(s.label_smoothing, s.seed);
   Batch batch;
   const auto run_start = std::chrono::steady_clock::now();
   std::size_t images_total = 0;
+  auto finish_stopped = [&](std::size_t epoch, std::size_t batches_done, const detail::EpochSums& sums) {
+    StopPoint p{run.stop->load(), epoch + 1, batches_done, steps_per_epoch, step, {}};
+    p.checkpoint = save_at(epoch, batches_done, sums);
+    result.stopped = p;
+    result.weights.clear();
+    result.seconds = detail::seconds_since(run_start);
+    result.images_per_second = result.seconds > 0 ? double(images_total) / result.seconds : 0;
+    return result;
+  };
   for (std::size_t epoch = first_epoch; epoch < s.epochs; ++epoch) {
-    loader.start_epoch(epoch);
-    obs.epoch_started(epoch + 1, s.epochs, steps_per_epoch);
+    const std::size_t start_batch = epoch == first_epoch ? first_batch : 0;
+    loader.start_epoch(epoch, start_batch);
+    obs.epoch_started(epoch + 1, s.epochs, steps_per_epoch, start_batch);
     const auto epoch_start = std::chrono::steady_clock::now();
-    double loss_sum = 0, window_loss = 0;
-    std::size_t correct = 0, seen = 0, window_correct = 0, window_seen = 0, done = 0;
+    detail::EpochSums sums = epoch == first_epoch ? resumed_sums : detail::EpochSums{};
+    const std::size_t seen_before = sums.seen;
+    std::size_t done = start_batch;
+    auto epoch_seconds = [&] { return sums.seconds + detail::seconds_since(epoch_start); };
     while (loader.next(batch)) {
       const double lr = schedule.at(step);
       const auto st = trainer.run(net, opt, batch, lr, step);
@@ -286,42 +398,44 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
       ++step;
       if (average) average->update(step);
       ++done;
-      loss_sum += st.loss * double(batch.size);
-      correct += st.correct;
-      seen += batch.size;
-      window_loss += st.loss * double(batch.size);
-      window_correct += st.correct;
-      window_seen += batch.size;
+      sums.add(st.loss, st.correct, batch.size);
       const double elapsed = detail::seconds_since(epoch_start);
-      obs.step_done({epoch + 1, s.epochs, step, done, steps_per_epoch, seen, loss_sum / double(seen),
-                     double(correct) / double(seen), lr, elapsed});
+      obs.step_done({epoch + 1, s.epochs, step, done, steps_per_epoch, sums.seen, sums.loss / double(sums.seen),
+                     double(sums.correct) / double(sums.seen), lr, elapsed});
       if (step % run.log_every == 0) {
-        csv.step(epoch + 1, step, lr, window_loss / double(window_seen), double(window_correct) / double(window_seen),
-                 double(seen) / elapsed, detail::seconds_since(run_start));
-        window_loss = 0;
-        window_correct = window_seen = 0;
+        csv.step(epoch + 1, step, lr, sums.window_loss / double(sums.window_seen),
+                 double(sums.window_correct) / double(sums.window_seen), double(sums.seen - seen_before) / elapsed,
+                 detail::seconds_since(run_start));
+        sums.window_loss = 0;
+        sums.window_correct = sums.window_seen = 0;
+      }
+      if (stop_requested()) {
+        images_total += sums.seen - seen_before;
+        sums.seconds = epoch_seconds();
+        return finish_stopped(epoch, done, sums);
+      }
+      if (done < steps_per_epoch && checkpoint_due()) {
+        detail::EpochSums now = sums;
+        now.seconds = epoch_seconds();
+        obs.checkpoint_saved(save_at(epoch, done, now), epoch + 1, done);
       }
     }
-    const double train_seconds = detail::seconds_since(epoch_start);
-    images_total += seen;
-    evaluate_run();
-    const double ips = double(seen) / train_seconds;
+    sums.seconds = epoch_seconds();
+    images_total += sums.seen - seen_before;
+    try {
+      evaluate_run();
+    } catch (const detail::StopRequested&) {  // the epoch's batches are done, its evaluation is not
+      return finish_stopped(epoch, steps_per_epoch, sums);
+    }
+    const double ips = sums.seconds > 0 ? double(sums.seen) / sums.seconds : 0;
     const double total = detail::seconds_since(run_start);
-    csv.epoch(epoch + 1, step, schedule.at(step ? step - 1 : 0), loss_sum / double(seen), double(correct) / double(seen),
-              result.test, ips, total);
-    const auto ckpt = checkpoint_path(run.out, epoch + 1);
-    // The random state: shuffling and augmentation draw from generators seeded by (seed,
-    // epoch, batch position), so the seed and the position are all there is to restore.
-    Metadata ckpt_meta = meta;
-    ckpt_meta["odyssey.rng"] = nlohmann::json{{"seed", s.seed}, {"next_epoch", epoch + 1}, {"next_batch", 0},
-                                              {"scheme", "counter-based: batch b of epoch e derives from (seed, e, b)"}}
-                                   .dump();
-    save_checkpoint(ckpt, net, opt, epoch + 1, step, ckpt_meta, average.get());
-    prune_checkpoints(run.out, std::max<std::size_t>(1, run.keep_checkpoints));
+    const double train_loss = sums.loss / double(sums.seen), train_accuracy = double(sums.correct) / double(sums.seen);
+    csv.epoch(epoch + 1, step, schedule.at(step ? step - 1 : 0), train_loss, train_accuracy, result.test, ips, total);
+    const auto ckpt = save_at(epoch + 1, 0, sums);
     ++result.epochs_run;
-    obs.epoch_done({epoch + 1, s.epochs, step, loss_sum / double(seen), double(correct) / double(seen), result.test, ips,
-                    total, ckpt});
+    obs.epoch_done({epoch + 1, s.epochs, step, train_loss, train_accuracy, result.test, ips, total, ckpt});
   }
+  stoppable = false;
   if (result.epochs_run == 0) evaluate_run();
   save_results();
   result.seconds = detail::seconds_since(run_start);

@@ -36,6 +36,9 @@ expect 2 "--lr: Value -1 not in range" -- train --lr -1
 expect 2 "--dataset: imagenet not in" -- train --dataset imagenet
 expect 2 "--schedule: linear not in" -- train --schedule linear
 expect 2 "--resume needs --out" -- train --resume
+expect 2 "'10x' is neither a number of steps (e.g. 500) nor of minutes (e.g. 15m) (--checkpoint-every)" -- \
+  train --checkpoint-every 10x --out "$tmp/every"
+expect 0 "--checkpoint-every" -- train --help
 expect 2 "cifar-10-binary.tar.gz" -- train --dataset cifar10 --data "$tmp/nowhere" --out "$tmp/run"
 expect 2 "train-images-idx3-ubyte" -- train --data "$tmp/nowhere" --out "$tmp/run2"
 expect 2 "--weights: File does not exist" -- eval --weights "$tmp/missing.safetensors"
@@ -62,13 +65,7 @@ expect 0 "optimizer.exp_avg_sq.layer4.1.conv2.weight" -- info --weights "$tmp/pr
 expect 2 "input: the run has \"Shape<1,28,28>\", now \"Shape<1,32,32>\"" -- train --model preact-resnet18 \
   --optimizer adamw --train-subset 64 --test-subset 64 --batch-size 32 --epochs 1 --quiet --out "$tmp/preact" --resume
 # A small Fashion-MNIST folder: the first 64 test images and labels, as test and training set.
-be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
-fm=/usr/share/datasets/fashion-mnist
-mkdir -p "$tmp/small"
-{ be32 2051; be32 64; be32 28; be32 28; zcat "$fm/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c $((64 * 784)); } > "$tmp/small/t10k-images-idx3-ubyte"
-{ be32 2049; be32 64; zcat "$fm/t10k-labels-idx1-ubyte.gz" | tail -c +9 | head -c 64; } > "$tmp/small/t10k-labels-idx1-ubyte"
-cp "$tmp/small/t10k-images-idx3-ubyte" "$tmp/small/train-images-idx3-ubyte"
-cp "$tmp/small/t10k-labels-idx1-ubyte" "$tmp/small/train-labels-idx1-ubyte"
+"$(dirname "$0")/small_fashion_mnist.sh" "$tmp/small" 64
 # The recipe options: a weight average (evaluated and saved, the last weights beside it), flip
 # test-time augmentation, erasing, translation, alternating flips, batch-norm re-estimation.
 expect 0 "weights-last.safetensors (the last weights)" -- train --image-size 28 --data "$tmp/small" \

@@ -1,7 +1,9 @@
 // The process the checkpoint kill test (kill_test.sh) starts and kills: it trains a tiny
-// ResNet-18 on a synthetic dataset with the real trainer, checkpointing every epoch.
+// ResNet-18 on a synthetic dataset with the real trainer, checkpointing every epoch and
+// every 3 steps within epochs (10 steps each).
 //   kill_worker train DIR [--resume]   train (or resume) the run in DIR to its end
-//   kill_worker check DIR              load DIR's newest checkpoint; print its epoch
+//   kill_worker check DIR              load DIR's newest checkpoint; print its position,
+//                                      "EPOCHS_DONE BATCHES_DONE"
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
       auto net = std::make_unique<Net>(0);
       Sgd<float> sgd(net->parameters(), s.sgd);
       const auto info = load_checkpoint(all.back(), *net, sgd);
-      std::printf("%zu\n", info.epochs_done);
+      std::printf("%zu %zu\n", info.epochs_done, info.batches_done);
       return 0;
     }
     RunOptions run;
@@ -45,6 +47,7 @@ int main(int argc, char** argv) {
     run.resume = argc > 3 && std::strcmp(argv[3], "--resume") == 0;
     run.eval_batch = 64;
     run.keep_checkpoints = 2;
+    run.checkpoint_every = 3;
     train<Net>(s, run, testing::synthetic_dataset(160, 1), testing::synthetic_dataset(40, 2), "tiny");
     return 0;
   } catch (const std::exception& e) {

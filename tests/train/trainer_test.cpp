@@ -1,16 +1,19 @@
 // The trainer on a tiny ResNet-18 and a synthetic dataset: resume ends bitwise where the
 // uninterrupted run does (and any thread count gives the same weights), a different seed
 // differs, damaged checkpoints are skipped, settings are checked on resume, a diverging run
-// stops with its message and keeps its checkpoint, and weights files round-trip.
+// stops with its message and keeps its checkpoint, weights files round-trip, and a stop
+// request checkpoints the step it comes at (mid-epoch checkpoints resume exactly too).
 #define BOOST_TEST_MODULE trainer
 #include <boost/test/unit_test.hpp>
 #include <tbb/global_control.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 import odyssey;
@@ -27,6 +30,34 @@ RunOptions options(const fs::path& out, bool resume = false) { return testing::t
 std::vector<char> bytes(const fs::path& p) { return testing::file_bytes(p); }
 const Dataset& train_set() { return testing::tiny_train_set(); }
 const Dataset& test_set() { return testing::tiny_test_set(); }
+
+/// metrics.csv without its two timing columns (images/s, elapsed): what a resumed run must
+/// reproduce.
+std::vector<std::string> csv_rows(const fs::path& file) {
+  std::ifstream in(file);
+  std::vector<std::string> rows;
+  for (std::string line; std::getline(in, line);) {
+    for (int i = 0; i < 2; ++i) line.erase(line.rfind(','));
+    rows.push_back(line);
+  }
+  return rows;
+}
+
+/// Raises the stop flag at global step `at_step` (after that step), or, with `in_eval`, when
+/// the evaluation after epoch `at_epoch` reports progress; records mid-epoch checkpoints.
+struct StopAt final : TrainObserver {
+  std::atomic<int> flag{0};
+  std::size_t at_step = 0, at_epoch = 0, epoch = 0;
+  std::vector<std::string> saved;  // "epoch.batch" of each checkpoint_saved
+  void epoch_started(std::size_t e, std::size_t, std::size_t, std::size_t) override { epoch = e; }
+  void step_done(const StepReport& r) override {
+    if (r.step == at_step) flag = 15;
+  }
+  void evaluating(std::size_t, std::size_t) override {
+    if (epoch == at_epoch) flag = 2;
+  }
+  void checkpoint_saved(const fs::path&, std::size_t e, std::size_t b) override { saved.push_back(std::to_string(e) + "." + std::to_string(b)); }
+};
 
 }  // namespace
 
@@ -52,6 +83,76 @@ BOOST_AUTO_TEST_CASE(resume_is_bitwise_identical_to_the_uninterrupted_run) {
   std::size_t epochs = 0;
   while (std::getline(csv, line)) epochs += line.rfind("epoch,", 0) == 0;
   BOOST_TEST(epochs == 3u);
+}
+
+// The tiny run has 7 batches per epoch (100 images, batch 16).
+BOOST_AUTO_TEST_CASE(a_stop_request_checkpoints_that_step_and_the_resume_is_exact) {
+  testing::TempDir whole("trainer-stop-whole");
+  train<Net>(settings(3), options(whole.path), train_set(), test_set(), "tiny");
+  // Mid-epoch: after step 10, batch 3 of epoch 2; and during the evaluation after epoch 1.
+  for (const bool in_eval : {false, true}) {
+    testing::TempDir d(in_eval ? "trainer-stop-eval" : "trainer-stop-step");
+    StopAt stop;
+    stop.at_step = in_eval ? 0 : 10;
+    stop.at_epoch = in_eval ? 1 : 0;
+    auto o = options(d.path);
+    o.stop = &stop.flag;
+    const auto r = train<Net>(settings(3), o, train_set(), test_set(), "tiny", &stop);
+    BOOST_REQUIRE(r.stopped.has_value());
+    BOOST_TEST(r.stopped->reason == (in_eval ? 2 : 15));
+    BOOST_TEST(r.stopped->epoch == (in_eval ? 1u : 2u));
+    BOOST_TEST(r.stopped->batch == (in_eval ? 7u : 3u));  // in_eval: the whole epoch, not its evaluation
+    BOOST_TEST(r.stopped->batches == 7u);
+    BOOST_TEST(r.stopped->step == (in_eval ? 7u : 10u));
+    const fs::path expected =
+        d.path / (in_eval ? "checkpoint-epoch-0000-batch-000007.safetensors" : "checkpoint-epoch-0001-batch-000003.safetensors");
+    BOOST_TEST(r.stopped->checkpoint == expected);
+    BOOST_TEST(list_checkpoints(d.path).back() == expected);
+    BOOST_TEST(!fs::exists(d.path / "weights.safetensors"));
+    {
+      tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
+      const auto resumed = train<Net>(settings(3), options(d.path, true), train_set(), test_set(), "tiny");
+      BOOST_TEST(!resumed.stopped.has_value());
+      BOOST_TEST(resumed.epochs_run == (in_eval ? 3u : 2u));
+    }
+    BOOST_TEST((bytes(whole.path / "weights.safetensors") == bytes(d.path / "weights.safetensors")));
+    BOOST_TEST((bytes(whole.path / "checkpoint-epoch-0003.safetensors") == bytes(d.path / "checkpoint-epoch-0003.safetensors")));
+    // The epochs' training figures come out as if the run had not stopped.
+    BOOST_TEST(csv_rows(whole.path / "metrics.csv") == csv_rows(d.path / "metrics.csv"), boost::test_tools::per_element());
+    BOOST_TEST(!fs::exists(expected));  // pruned once newer checkpoints exist
+  }
+}
+
+BOOST_AUTO_TEST_CASE(checkpoints_within_epochs_every_n_steps_change_nothing) {
+  testing::TempDir whole("trainer-every-whole"), d("trainer-every");
+  train<Net>(settings(3), options(whole.path), train_set(), test_set(), "tiny");
+  StopAt seen;
+  auto o = options(d.path);
+  o.checkpoint_every = 3;
+  o.keep_checkpoints = 2;
+  train<Net>(settings(3), o, train_set(), test_set(), "tiny", &seen);
+  // Steps 3, 6, 9, ..., 18 (step 21 ends epoch 3, and an epoch's end writes its own).
+  const std::vector<std::string> want = {"1.3", "1.6", "2.2", "2.5", "3.1", "3.4"};
+  BOOST_TEST(seen.saved == want, boost::test_tools::per_element());
+  BOOST_TEST((bytes(whole.path / "weights.safetensors") == bytes(d.path / "weights.safetensors")));
+  const std::vector<fs::path> left = {d.path / "checkpoint-epoch-0002.safetensors",
+                                      d.path / "checkpoint-epoch-0003.safetensors"};
+  BOOST_TEST(list_checkpoints(d.path) == left, boost::test_tools::per_element());
+  // A run that crashes after step 13 resumes from its mid-epoch checkpoint of step 12
+  // (epoch 2, batch 5) and ends where the run ends.
+  struct CrashAt final : TrainObserver {
+    void step_done(const StepReport& r) override {
+      if (r.step == 13) throw std::runtime_error("crash");
+    }
+  } crash;
+  testing::TempDir e("trainer-every-resume");
+  o = options(e.path);
+  o.checkpoint_every = 3;
+  BOOST_CHECK_THROW(train<Net>(settings(3), o, train_set(), test_set(), "tiny", &crash), std::runtime_error);
+  BOOST_TEST(list_checkpoints(e.path).back().filename() == "checkpoint-epoch-0001-batch-000005.safetensors");
+  const auto resumed = train<Net>(settings(3), options(e.path, true), train_set(), test_set(), "tiny");
+  BOOST_TEST((bytes(whole.path / "weights.safetensors") == bytes(e.path / "weights.safetensors")));
+  BOOST_TEST(csv_rows(whole.path / "metrics.csv") == csv_rows(e.path / "metrics.csv"), boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(seed_changes_the_result_and_checkpoints_are_pruned) {

@@ -20,9 +20,11 @@ int main(int argc, char** argv) {
       "Fashion-MNIST (Debian's dataset-fashion-mnist, the default) or CIFAR-10 (binary version),\n"
       "resume a run, evaluate weights, predict images, and inspect weight files (safetensors with\n"
       "PyTorch's names).\n"
-      "Exit codes: 0 success, 1 training diverged, 2 bad input or usage.",
+      "Exit codes: 0 success, 1 training diverged, 2 bad input or usage, 130/143 training stopped\n"
+      "by SIGINT/SIGTERM (with a checkpoint to resume from).",
       "odyssey"};
   app.require_subcommand(1);
+  odyssey::cli::command_line().assign(argv, argv + argc);
   std::map<std::string, std::function<int()>> run = {{"train", odyssey::cli::add_train(app)},
                                                      {"eval", odyssey::cli::add_eval(app)},
                                                      {"predict", odyssey::cli::add_predict(app)},

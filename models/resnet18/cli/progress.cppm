@@ -8,6 +8,7 @@ module;
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 #include <fmt/format.h>
@@ -79,10 +80,18 @@ class ConsoleObserver final : public TrainObserver {
       std::printf("skipped unreadable checkpoints:\n");
       for (const auto& s : skipped) std::printf("  %s\n", s.c_str());
     }
-    std::printf("resuming %s after epoch %zu (step %zu)\n", from.file.string().c_str(), from.epochs_done, from.step);
+    if (from.batches_done)
+      std::printf("resuming %s: epoch %zu after its batch %zu (step %zu)\n", from.file.string().c_str(),
+                  from.epochs_done + 1, from.batches_done, from.step);
+    else
+      std::printf("resuming %s after epoch %zu (step %zu)\n", from.file.string().c_str(), from.epochs_done, from.step);
   }
-  void epoch_started(std::size_t epoch, std::size_t epochs, std::size_t batches) override {
-    progress_.begin_epoch(epoch, epochs, batches);
+  void epoch_started(std::size_t epoch, std::size_t epochs, std::size_t batches, std::size_t first_batch) override {
+    progress_.begin_epoch(epoch, epochs, batches, first_batch);
+  }
+  void checkpoint_saved(const std::filesystem::path& file, std::size_t, std::size_t) override {
+    if (quiet_ || tty_) return;  // on a terminal the progress line stays clean
+    std::printf("saved %s\n", file.filename().string().c_str());
   }
   void step_done(const StepReport& r) override {
     progress_.update(r.batch, r.images, r.loss, r.accuracy, r.lr);

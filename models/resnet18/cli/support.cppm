@@ -9,6 +9,7 @@ module;
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 #include <fmt/format.h>
 export module odyssey.cli;
 import odyssey;
@@ -75,12 +76,38 @@ decltype(auto) with_model(const ModelSpec& m, F&& f) {
   throw ValueError(fmt::format("unknown model '{}' ({})", m.arch, kModels));
 }
 
+/// The command line `odyssey` was started with (set by main), to tell a user how to go on.
+inline std::vector<std::string>& command_line() {
+  static std::vector<std::string> args;
+  return args;
+}
+
+/// `args` as one shell command: arguments with characters a shell treats specially are
+/// single-quoted.
+inline std::string shell_command(const std::vector<std::string>& args) {
+  std::string out;
+  for (const auto& a : args) {
+    if (!out.empty()) out += ' ';
+    const bool plain = !a.empty() && a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                         "0123456789-_./=:,+@%") == std::string::npos;
+    if (plain) {
+      out += a;
+      continue;
+    }
+    out += '\'';
+    for (char c : a) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    out += '\'';
+  }
+  return out;
+}
+
 /// The flags behind a library setting, for SettingError messages.
 inline std::string flag_hint(const std::string& setting) {
   if (setting == "epochs") return "--epochs";
   if (setting == "batch_size") return "--batch-size; with --train-subset, the number of training images";
   if (setting == "resume") return "--resume continues the run in --out; a new run needs a new --out";
   if (setting == "lr") return "--lr";
+  if (setting == "checkpoint_every") return "--checkpoint-every";
   if (setting == "translate") return "--translate";
   if (setting == "erase") return "--erase";
   if (setting == "ema") return "--ema";

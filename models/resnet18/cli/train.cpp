@@ -2,14 +2,20 @@
 // every epoch and --resume.
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <unistd.h>
 
 #include "commands.h"
 import odyssey;
@@ -23,7 +29,7 @@ namespace {
 struct TrainArgs {
   std::string dataset = "fashion-mnist", data, out, schedule = "cosine", model = "resnet18";
   std::size_t image_size = 32;
-  std::string optimizer = "sgd", flip = "random", tta = "none";
+  std::string optimizer = "sgd", flip = "random", tta = "none", checkpoint_every;
   double weight_decay = -1;  // -1: the optimizer's default
   double norm_lr_scale = 1;
   bool decay_all = false, no_ema_eval = false;
@@ -32,6 +38,75 @@ struct TrainArgs {
   std::size_t threads = 0;
   bool no_augment = false, quiet = false;
 };
+
+// The first SIGINT or SIGTERM asks the trainer to stop after its current step with a
+// checkpoint; a second one stops at once (the default action, so the exit status says which).
+std::atomic<int> stop_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+
+extern "C" void on_stop_signal(int sig) {
+  if (stop_signal.exchange(sig) != 0) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  static const char msg[] =
+      "\nodyssey: stopping after this step with a checkpoint (send the signal again to stop at once)\n";
+  [[maybe_unused]] const auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+}
+
+void catch_stop_signals() {
+  struct sigaction sa{};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+/// --checkpoint-every: N (global steps) or Nm (minutes).
+void parse_checkpoint_every(const std::string& v, RunOptions& run) {
+  if (v.empty()) return;
+  std::size_t used = 0;
+  double n = -1;
+  try {
+    n = std::stod(v, &used);
+  } catch (const std::exception&) {
+  }
+  const std::string unit = v.substr(used);
+  if (!(n > 0) || (unit != "" && unit != "m" && unit != "min") || (unit.empty() && n != double(std::size_t(n))))
+    throw SettingError("checkpoint_every",
+                       "'" + v + "' is neither a number of steps (e.g. 500) nor of minutes (e.g. 15m)");
+  if (unit.empty()) run.checkpoint_every = std::size_t(n);
+  else run.checkpoint_minutes = n;
+}
+
+std::string signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal " + std::to_string(sig);
+}
+
+/// What `odyssey train` ends with when it was stopped: where, the checkpoint, and the
+/// command that continues the run. Returns the exit code, 128 + the signal.
+int report_stop(const StopPoint& p, const TrainArgs& a) {
+  std::vector<std::string> again = command_line();
+  bool has_resume = false, has_out = false;
+  for (const auto& arg : again) {
+    has_resume = has_resume || arg == "--resume";
+    has_out = has_out || arg == "--out" || arg.rfind("--out=", 0) == 0;
+  }
+  if (!has_out) {
+    again.emplace_back("--out");
+    again.push_back(a.run.out.string());
+  }
+  if (!has_resume) again.emplace_back("--resume");
+  std::fprintf(stderr,
+               "odyssey: stopped by %s in epoch %zu/%zu after batch %zu/%zu%s (step %zu); saved %s\n"
+               "odyssey: to continue the run: %s\n",
+               signal_name(p.reason).c_str(), p.epoch, a.settings.epochs, p.batch, p.batches,
+               p.batch == p.batches ? ", before its evaluation" : "", p.step, p.checkpoint.string().c_str(),
+               shell_command(again).c_str());
+  return 128 + p.reason;
+}
 
 std::string default_out(const std::string& dataset) {
   char stamp[32];
@@ -55,6 +130,9 @@ int run_train(TrainArgs& a) {
   a.settings.check();
   a.run.out = a.out.empty() ? default_out(a.dataset) : a.out;
   if (a.run.resume && a.out.empty()) throw ValueError("--resume needs --out, the run directory to continue");
+  parse_checkpoint_every(a.checkpoint_every, a.run);
+  a.run.stop = &stop_signal;
+  catch_stop_signals();
 
   const auto t0 = std::chrono::steady_clock::now();
   Dataset train_set = load_dataset(a.dataset, a.data, Split::train, a.image_size);
@@ -73,6 +151,7 @@ int run_train(TrainArgs& a) {
   const TrainResult r = with_model(spec, [&]<class Net>() {
     return train<Net>(a.settings, a.run, train_set, test_set, spec.arch, &observer);
   });
+  if (r.stopped) return report_stop(*r.stopped, a);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto per_class = r.test.per_class();
   std::printf("\ntest accuracy %.2f%% (loss %.4f) on %zu images; %s in all\n", 100 * r.test.accuracy, r.test.loss,
@@ -100,7 +179,10 @@ std::function<int()> add_train(CLI::App& app) {
   auto* c = app.add_subcommand(
       "train",
       "Train a model (--model: ResNet-18 by default, ResNet-34, PreAct ResNet-18). Checkpoints after every epoch in the run directory (the last "
-      "--keep-checkpoints kept), metrics.csv, curves.png and weights.safetensors at the end. "
+      "--keep-checkpoints kept; mid-epoch ones with --checkpoint-every), metrics.csv, curves.png and "
+      "weights.safetensors at the end. "
+      "Ctrl-C (SIGINT) or SIGTERM stops the run after the current step with a checkpoint there and prints the "
+      "command that continues it (exit code 130 or 143); a second signal stops at once. "
       "--resume continues a stopped run from its newest checkpoint and ends bitwise where the "
       "uninterrupted run would (same settings; any thread count).");
   auto& s = a->settings;
@@ -208,9 +290,12 @@ std::function<int()> add_train(CLI::App& app) {
   c->add_option("--seed", s.seed, "seed of initialisation, shuffling and augmentation")->capture_default_str();
   c->add_option("--out", a->out, "run directory (default: runs/<dataset>-<date>-<time>)");
   c->add_flag("--resume", a->run.resume, "continue the run in --out from its newest checkpoint");
-  c->add_option("--keep-checkpoints", a->run.keep_checkpoints, "checkpoints to keep")
+  c->add_option("--keep-checkpoints", a->run.keep_checkpoints, "end-of-epoch checkpoints to keep")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  c->add_option("--checkpoint-every", a->checkpoint_every,
+                "also checkpoint within epochs: every N steps (e.g. 500) or every N minutes (e.g. 15m); a mid-epoch "
+                "checkpoint is kept until a newer one is written");
   c->add_option("--log-every", a->run.log_every, "steps between rows of metrics.csv")
       ->check(CLI::Range(1, 1000000))
       ->capture_default_str();
