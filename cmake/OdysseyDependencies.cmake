@@ -16,6 +16,8 @@ odyssey_require(ZLIB zlib1g-dev)
 odyssey_require(PNG libpng-dev)
 odyssey_require(range-v3 librange-v3-dev CONFIG)
 odyssey_require(CLI11 libcli11-dev CONFIG)
+set(MPI_CXX_SKIP_MPICXX ON)  # the C API only, from C++
+odyssey_require(MPI libopenmpi-dev COMPONENTS CXX)
 if(ODYSSEY_BUILD_TESTS)
   # FindBoost is gone from CMake 4 (CMP0167); Debian's Boost ships config files.
   odyssey_require(Boost libboost-test-dev 1.74 CONFIG COMPONENTS unit_test_framework)

@@ -185,15 +185,14 @@ struct Bn {
   }
 };
 
+/// The forward pass after the statistics: `mean` and `m2` (sum of squared deviations) per
+/// channel over `count` rows (this call's, or those of every process of a data-parallel
+/// batch).
 template <class T>
-void forward_training(const BatchNormShape& s, const T* x, const T* gamma, const T* beta, T* y,
-                      T* save_mean, T* save_rstd, T* running_mean, T* running_var,
-                      double momentum, double eps, double* ws, const T* residual, bool relu) {
-  const Bn<T> bn{s, ws};
-  bn.moments(x);
-  const double* mean = bn.totals();
-  const double* m2 = mean + s.c;
-  const double M = double(s.m);
+void forward_from_moments(const Bn<T>& bn, const T* x, const T* gamma, const T* beta, T* y, T* save_mean,
+                          T* save_rstd, T* running_mean, T* running_var, double momentum, double eps,
+                          const double* mean, const double* m2, double M, const T* residual, bool relu) {
+  const BatchNormShape& s = bn.s;
   for (std::size_t c = 0; c < s.c; ++c) {
     const double var = m2[c] / M;
     save_mean[c] = T(mean[c]);
@@ -214,6 +213,33 @@ void forward_training(const BatchNormShape& s, const T* x, const T* gamma, const
 }
 
 template <class T>
+void forward_training(const BatchNormShape& s, const T* x, const T* gamma, const T* beta, T* y,
+                      T* save_mean, T* save_rstd, T* running_mean, T* running_var,
+                      double momentum, double eps, double* ws, const T* residual, bool relu) {
+  const Bn<T> bn{s, ws};
+  bn.moments(x);
+  const double* mean = bn.totals();
+  forward_from_moments(bn, x, gamma, beta, y, save_mean, save_rstd, running_mean, running_var, momentum, eps, mean,
+                       mean + s.c, double(s.m), residual, relu);
+}
+
+template <class T>
+void moments(const BatchNormShape& s, const T* x, double* out, double* ws) {
+  const Bn<T> bn{s, ws};
+  bn.moments(x);
+  std::copy_n(bn.totals(), 2 * s.c, out);
+}
+
+template <class T>
+void forward_with_moments(const BatchNormShape& s, const T* x, const T* gamma, const T* beta, T* y, T* save_mean,
+                          T* save_rstd, T* running_mean, T* running_var, double momentum, double eps,
+                          const double* stats, double count, const T* residual, bool relu) {
+  const Bn<T> bn{s, nullptr};
+  forward_from_moments(bn, x, gamma, beta, y, save_mean, save_rstd, running_mean, running_var, momentum, eps, stats,
+                       stats + s.c, count, residual, relu);
+}
+
+template <class T>
 void forward_inference(const BatchNormShape& s, const T* x, const T* gamma, const T* beta,
                        const T* rm, const T* rv, double eps, T* y, const T* residual, bool relu) {
   const Bn<T> bn{s, nullptr};
@@ -229,18 +255,11 @@ void forward_inference(const BatchNormShape& s, const T* x, const T* gamma, cons
       residual, relu);
 }
 
+/// dx from the per-channel sums of dy and dy * (x - mean) over `M` rows.
 template <class T>
-void backward_training(const BatchNormShape& s, const T* x, const T* dy, const T* gamma,
-                       const T* mean, const T* rstd, T* dx, T* dgamma, T* dbeta, double* ws) {
-  const Bn<T> bn{s, ws};
-  bn.gradient_sums(x, dy, mean);
-  const double* sum_dy = bn.totals();
-  const double* sum_dyxm = sum_dy + s.c;  // sum(dy * (x - mean))
-  const double M = double(s.m);
-  for (std::size_t c = 0; c < s.c; ++c) {
-    dgamma[c] += T(sum_dyxm[c] * double(rstd[c]));
-    dbeta[c] += T(sum_dy[c]);
-  }
+void backward_from_sums(const Bn<T>& bn, const T* x, const T* dy, const T* gamma, const T* mean, const T* rstd,
+                        const double* sum_dy, const double* sum_dyxm, double M, T* dx) {
+  const BatchNormShape& s = bn.s;
   // dx = g*r*dy - g*r^3*sum(dy*(x-mean))/M * (x-mean) - g*r*sum(dy)/M
   bn.template apply<true>(x, dy, dx, [&](T* a, T* b, T* m, T* e) {
     for (std::size_t c = 0; c < s.c; ++c) {
@@ -251,6 +270,34 @@ void backward_training(const BatchNormShape& s, const T* x, const T* dy, const T
       e[c] = T(-gr * sum_dy[c] / M);
     }
   });
+}
+
+template <class T>
+void backward_training(const BatchNormShape& s, const T* x, const T* dy, const T* gamma,
+                       const T* mean, const T* rstd, T* dx, T* dgamma, T* dbeta, double* ws) {
+  const Bn<T> bn{s, ws};
+  bn.gradient_sums(x, dy, mean);
+  const double* sum_dy = bn.totals();
+  const double* sum_dyxm = sum_dy + s.c;  // sum(dy * (x - mean))
+  for (std::size_t c = 0; c < s.c; ++c) {
+    dgamma[c] += T(sum_dyxm[c] * double(rstd[c]));
+    dbeta[c] += T(sum_dy[c]);
+  }
+  backward_from_sums(bn, x, dy, gamma, mean, rstd, sum_dy, sum_dyxm, double(s.m), dx);
+}
+
+template <class T>
+void gradient_sums(const BatchNormShape& s, const T* x, const T* dy, const T* mean, double* out, double* ws) {
+  const Bn<T> bn{s, ws};
+  bn.gradient_sums(x, dy, mean);
+  std::copy_n(bn.totals(), 2 * s.c, out);
+}
+
+template <class T>
+void backward_with_sums(const BatchNormShape& s, const T* x, const T* dy, const T* gamma, const T* mean,
+                        const T* rstd, const double* sums, double count, T* dx) {
+  const Bn<T> bn{s, nullptr};
+  backward_from_sums(bn, x, dy, gamma, mean, rstd, sums, sums + s.c, count, dx);
 }
 
 template <class T>
@@ -295,6 +342,24 @@ void backward_inference(const BatchNormShape& s, const T* x, const T* dy, const 
                                       const T* g, const T* rm, const T* rv, double eps,       \
                                       T* dx, T* dg, T* db, double* ws) {                      \
     backward_inference(s, x, dy, g, rm, rv, eps, dx, dg, db, ws);                             \
+  }                                                                                           \
+  void bn_moments_##suffix(const BatchNormShape& s, const T* x, double* out, double* ws) {    \
+    moments(s, x, out, ws);                                                                   \
+  }                                                                                           \
+  void bn_forward_with_moments_##suffix(const BatchNormShape& s, const T* x, const T* g,      \
+                                        const T* b, T* y, T* sm, T* sr, T* rm, T* rv,         \
+                                        double mom, double eps, const double* st, double n,   \
+                                        const T* res, bool relu) {                            \
+    forward_with_moments(s, x, g, b, y, sm, sr, rm, rv, mom, eps, st, n, res, relu);          \
+  }                                                                                           \
+  void bn_gradient_sums_##suffix(const BatchNormShape& s, const T* x, const T* dy,            \
+                                 const T* m, double* out, double* ws) {                       \
+    gradient_sums(s, x, dy, m, out, ws);                                                      \
+  }                                                                                           \
+  void bn_backward_with_sums_##suffix(const BatchNormShape& s, const T* x, const T* dy,       \
+                                      const T* g, const T* sm, const T* sr, const double* su, \
+                                      double n, T* dx) {                                      \
+    backward_with_sums(s, x, dy, g, sm, sr, su, n, dx);                                       \
   }
 ODYSSEY_BN_INSTANCES(float, f32)
 ODYSSEY_BN_INSTANCES(double, f64)
@@ -314,6 +379,14 @@ HWY_EXPORT(bn_backward_training_f32);
 HWY_EXPORT(bn_backward_training_f64);
 HWY_EXPORT(bn_backward_inference_f32);
 HWY_EXPORT(bn_backward_inference_f64);
+HWY_EXPORT(bn_moments_f32);
+HWY_EXPORT(bn_moments_f64);
+HWY_EXPORT(bn_forward_with_moments_f32);
+HWY_EXPORT(bn_forward_with_moments_f64);
+HWY_EXPORT(bn_gradient_sums_f32);
+HWY_EXPORT(bn_gradient_sums_f64);
+HWY_EXPORT(bn_backward_with_sums_f32);
+HWY_EXPORT(bn_backward_with_sums_f64);
 
 namespace {
 void check(const BatchNormShape& s, bool training) {
@@ -324,6 +397,11 @@ void check(const BatchNormShape& s, bool training) {
   if (training && s.m == 1)
     throw std::invalid_argument("batchnorm: training mode needs more than one value per channel "
                                 "(batch * height * width is 1)");
+}
+void check_count(double n) {
+  if (!(n >= 2))
+    throw std::invalid_argument("batchnorm: training mode needs more than one value per channel over all "
+                                "processes (batch * height * width is " + std::to_string(n) + ")");
 }
 }  // namespace
 
@@ -356,6 +434,30 @@ std::size_t batchnorm_workspace_size(const BatchNormShape& s) {
                                     T* dg, T* db, double* ws) {                                \
     check(s, false);                                                                           \
     HWY_DYNAMIC_DISPATCH(bn_backward_inference_##suffix)(s, x, dy, g, rm, rv, eps, dx, dg, db, ws); \
+  }                                                                                            \
+  void batchnorm_moments(const BatchNormShape& s, const T* x, double* out, double* ws) {       \
+    check(s, false);                                                                           \
+    HWY_DYNAMIC_DISPATCH(bn_moments_##suffix)(s, x, out, ws);                                  \
+  }                                                                                            \
+  void batchnorm_forward_with_moments(const BatchNormShape& s, const T* x, const T* g,        \
+                                      const T* b, T* y, T* sm, T* sr, T* rm, T* rv,           \
+                                      double mom, double eps, const double* st, double n,     \
+                                      const T* res, bool relu) {                               \
+    check(s, false);                                                                           \
+    check_count(n);                                                                            \
+    HWY_DYNAMIC_DISPATCH(bn_forward_with_moments_##suffix)(s, x, g, b, y, sm, sr, rm, rv, mom, eps, st, n, res, relu); \
+  }                                                                                            \
+  void batchnorm_gradient_sums(const BatchNormShape& s, const T* x, const T* dy, const T* m,  \
+                               double* out, double* ws) {                                      \
+    check(s, false);                                                                           \
+    HWY_DYNAMIC_DISPATCH(bn_gradient_sums_##suffix)(s, x, dy, m, out, ws);                     \
+  }                                                                                            \
+  void batchnorm_backward_with_sums(const BatchNormShape& s, const T* x, const T* dy,         \
+                                    const T* g, const T* sm, const T* sr, const double* su,   \
+                                    double n, T* dx) {                                         \
+    check(s, false);                                                                           \
+    check_count(n);                                                                            \
+    HWY_DYNAMIC_DISPATCH(bn_backward_with_sums_##suffix)(s, x, dy, g, sm, sr, su, n, dx);      \
   }
 ODYSSEY_BN_ENTRIES(float, f32)
 ODYSSEY_BN_ENTRIES(double, f64)

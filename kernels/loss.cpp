@@ -74,17 +74,17 @@ LossStats forward(std::size_t N, std::size_t K, const T* z, const std::int32_t* 
 
 template <class T>
 HWY_NOINLINE void backward(std::size_t N, std::size_t K, const T* HWY_RESTRICT p,
-                           const std::int32_t* labels, double eps, T* HWY_RESTRICT dz) {
+                           const std::int32_t* labels, double eps, std::size_t mean_over, T* HWY_RESTRICT dz) {
   const hn::ScalableTag<T> d;
   const std::size_t L = hn::Lanes(d);
-  const auto inv_n = hn::Set(d, T(1.0 / double(N)));
+  const auto inv_n = hn::Set(d, T(1.0 / double(mean_over)));
   const auto floor = hn::Set(d, T(eps / double(K)));
   for (std::size_t i = 0; i < N; ++i) {
     for (std::size_t k = 0; k < K; k += L) {
       const std::size_t n = std::min(L, K - k);
       store_n(d, hn::Mul(hn::Sub(load_n(d, p + i * K + k, n), floor), inv_n), dz + i * K + k, n);
     }
-    dz[i * K + labels[i]] -= T((1 - eps) / double(N));
+    dz[i * K + labels[i]] -= T((1 - eps) / double(mean_over));
   }
 }
 
@@ -97,12 +97,12 @@ LossStats forward_f64(std::size_t n, std::size_t k, const double* z, const std::
   return forward(n, k, z, y, e, p);
 }
 void backward_f32(std::size_t n, std::size_t k, const float* p, const std::int32_t* y, double e,
-                  float* dz) {
-  backward(n, k, p, y, e, dz);
+                  std::size_t mean_over, float* dz) {
+  backward(n, k, p, y, e, mean_over, dz);
 }
 void backward_f64(std::size_t n, std::size_t k, const double* p, const std::int32_t* y, double e,
-                  double* dz) {
-  backward(n, k, p, y, e, dz);
+                  std::size_t mean_over, double* dz) {
+  backward(n, k, p, y, e, mean_over, dz);
 }
 
 }  // namespace odyssey::kernels::HWY_NAMESPACE
@@ -140,14 +140,14 @@ LossStats softmax_cross_entropy_forward(std::size_t n, std::size_t k, const doub
   return HWY_DYNAMIC_DISPATCH(forward_f64)(n, k, z, y, e, p);
 }
 void softmax_cross_entropy_backward(std::size_t n, std::size_t k, const float* p,
-                                    const std::int32_t* y, double e, float* dz) {
+                                    const std::int32_t* y, double e, float* dz, std::size_t mean_over) {
   check(n, k, y, e);
-  HWY_DYNAMIC_DISPATCH(backward_f32)(n, k, p, y, e, dz);
+  HWY_DYNAMIC_DISPATCH(backward_f32)(n, k, p, y, e, mean_over ? mean_over : n, dz);
 }
 void softmax_cross_entropy_backward(std::size_t n, std::size_t k, const double* p,
-                                    const std::int32_t* y, double e, double* dz) {
+                                    const std::int32_t* y, double e, double* dz, std::size_t mean_over) {
   check(n, k, y, e);
-  HWY_DYNAMIC_DISPATCH(backward_f64)(n, k, p, y, e, dz);
+  HWY_DYNAMIC_DISPATCH(backward_f64)(n, k, p, y, e, mean_over ? mean_over : n, dz);
 }
 
 }  // namespace odyssey::kernels

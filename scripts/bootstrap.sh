@@ -17,7 +17,8 @@ cmake_bin="$cmake_dir/node_modules/$cmake_pkg/bin/cmake"
 # ASan/TSan/UBSan reports are unsymbolized and TSan's suppressions match nothing.
 packages=(clang-19 clang-tools-19 libclang-rt-19-dev llvm-19 ninja-build libhwy-dev libtbb-dev
           librange-v3-dev libboost-test-dev libbenchmark-dev libcli11-dev libfmt-dev
-          nlohmann-json3-dev zlib1g-dev libpng-dev dataset-fashion-mnist gnuplot-nox)
+          nlohmann-json3-dev zlib1g-dev libpng-dev dataset-fashion-mnist gnuplot-nox
+          libopenmpi-dev openmpi-bin)
 for arg in "$@"; do
   case "$arg" in
     --with-torch) packages+=(python3-torch) ;;

@@ -29,11 +29,17 @@ struct LoaderOptions {
   bool augment = false;  // `augmentation` applies: training only
   std::uint64_t seed = 0;
   AugmentOptions augmentation;
+  // Data parallelism: this loader yields shard `shard` of `shards` of every batch (images
+  // [n*shard/shards, n*(shard+1)/shards) of a batch of n), drawn exactly as the whole batch
+  // would be, so the shards of all ranks together are the single-process batch.
+  std::size_t shard = 0, shards = 1;
 };
 
 /// One batch: `size` samples, each [H, W, C] channels-last float (normalised), then labels.
+/// A shard of a data-parallel batch also knows the whole batch's size.
 struct Batch {
   std::size_t size = 0;
+  std::size_t global_size = 0;  // the whole batch (= size unless sharded)
   std::size_t channels = 0, height = 0, width = 0;  // of each sample
   std::vector<float> pixels;         // size * H * W * C
   std::vector<std::int32_t> labels;  // size
@@ -58,6 +64,8 @@ class BatchLoader {
       : data_(data), options_(options), norm_(data) {
     check_dataset(data);
     if (options.batch_size == 0) throw ValueError("BatchLoader: the batch size must be positive");
+    if (options.shards == 0 || options.shard >= options.shards)
+      throw ValueError(fmt::format("BatchLoader: shard {} of {} does not exist", options.shard, options.shards));
     for (Batch& s : slots_) {
       s.pixels.reserve(options.batch_size * data.sample_size());
       s.labels.reserve(options.batch_size);
@@ -101,6 +109,7 @@ class BatchLoader {
     if (produced_ <= consumed_) std::rethrow_exception(error_);
     Batch& slot = slots_[consumed_ % slots_.size()];
     out.size = slot.size;
+    out.global_size = slot.global_size;
     out.channels = slot.channels;
     out.height = slot.height;
     out.width = slot.width;
@@ -147,25 +156,29 @@ class BatchLoader {
 
   void fill(Batch& out, std::size_t b) const {
     const std::size_t first = b * options_.batch_size;
-    const std::size_t n = std::min(options_.batch_size, data_.count - first);
+    const std::size_t whole = std::min(options_.batch_size, data_.count - first);
+    const std::size_t lo = whole * options_.shard / options_.shards, hi = whole * (options_.shard + 1) / options_.shards;
+    const std::size_t n = hi - lo;
     const std::size_t sample = data_.sample_size();
     // Labels are checked here, as they are batched, so a hand-made dataset cannot feed the
     // loss an out-of-range class (the file loaders have checked theirs already).
     const std::size_t classes = data_.class_names.empty() ? 256 : data_.class_names.size();
     out.size = n;
+    out.global_size = whole;
     out.channels = data_.channels;
     out.height = data_.height;
     out.width = data_.width;
     out.pixels.resize(n * sample);
     out.labels.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
-      const std::size_t index = order_[first + i];
+      const std::size_t position = first + lo + i;  // in the epoch's order
+      const std::size_t index = order_[position];
       const std::uint8_t label = data_.labels[index];
       if (label >= classes)
         throw ValueError(fmt::format("{}: image {} has label {}, but there are {} classes",
                                      data_.name, index, label, classes));
       const AugmentParams p =
-          options_.augment ? augment_params(options_.augmentation, options_.seed, epoch_, first + i, index,
+          options_.augment ? augment_params(options_.augmentation, options_.seed, epoch_, position, index,
                                             data_.height, data_.width)
                            : AugmentParams{};
       write_sample(data_, index, p, norm_, out.pixels.data() + i * sample);

@@ -34,6 +34,10 @@ using odyssey::kernels::batchnorm_backward_training;
 using odyssey::kernels::batchnorm_forward_inference;
 using odyssey::kernels::batchnorm_forward_training;
 using odyssey::kernels::batchnorm_workspace_size;
+using odyssey::kernels::batchnorm_moments;
+using odyssey::kernels::batchnorm_forward_with_moments;
+using odyssey::kernels::batchnorm_gradient_sums;
+using odyssey::kernels::batchnorm_backward_with_sums;
 // eltwise.h
 using odyssey::kernels::accumulate;
 using odyssey::kernels::AdamWParams;

@@ -5,10 +5,13 @@ module;
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <vector>
 export module odyssey.layers:batchnorm;
 import odyssey.tensor;
 import odyssey.kernels;
+import odyssey.dist;
 import :context;
 import :state;
 import :gradient;
@@ -119,7 +122,16 @@ class BatchNorm2d {
   const Activation<T, S>& forward_impl(const Activation<T, S>& x, const T* residual, bool relu, Context<T>& ctx) {
     const kernels::BatchNormShape s{x.batch() * S::extents[1] * S::extents[2], channels};
     y_.resize(x.batch());
-    if (ctx.mode == Mode::training) {
+    comm_ = ctx.mode == Mode::training && distributed(ctx.comm) ? ctx.comm : nullptr;
+    if (comm_) {
+      ws_.resize(kernels::batchnorm_workspace_size(s));
+      merge_moments(x, s);
+      kernels::batchnorm_forward_with_moments(s, x.data(), weight.value.data(), bias.value.data(), y_.data(),
+                                              mean_.data(), rstd_.data(), running_mean.data(), running_var.data(),
+                                              ctx.running_stats_momentum >= 0 ? ctx.running_stats_momentum : momentum,
+                                              eps, merged_.data(), count_, residual, relu);
+      ++num_batches_tracked;
+    } else if (ctx.mode == Mode::training) {
       if (s.m < 2)
         throw ValueError("BatchNorm2d: training needs more than one value per channel, but the "
                          "batch has " + std::to_string(x.batch()) + " sample(s) of " + S::str() +
@@ -141,10 +153,46 @@ class BatchNorm2d {
     return y_;
   }
 
+  /// SyncBatchNorm's statistics: this shard's (rows, mean, M2) per channel from every rank,
+  /// merged in rank order with Chan's formula (as the kernel merges its chunks), into
+  /// merged_ (mean, M2) and count_ (rows over all ranks).
+  void merge_moments(const Activation<T, S>& x, const kernels::BatchNormShape& s) {
+    const std::size_t C = channels, L = 1 + 2 * C, ranks = std::size_t(comm_->size());
+    std::vector<double> mine(L), all(L * ranks);
+    mine[0] = double(s.m);
+    kernels::batchnorm_moments(s, x.data(), mine.data() + 1, ws_.data());
+    comm_->allgather(mine, all);
+    merged_.assign(all.begin() + 1, all.begin() + L);
+    double n = all[0];
+    for (std::size_t r = 1; r < ranks; ++r) {
+      const double* p = all.data() + r * L;
+      const double nb = p[0], nt = n + nb;
+      for (std::size_t c = 0; c < C; ++c) {
+        const double delta = p[1 + c] - merged_[c];
+        merged_[c] += delta * nb / nt;
+        merged_[C + c] += p[1 + C + c] + delta * delta * n * nb / nt;
+      }
+      n = nt;
+    }
+    count_ = n;
+  }
+
   void normalisation_backward(const Activation<T, S>& x, const T* g, std::size_t batch, T* dx) {
     const kernels::BatchNormShape s{batch * S::extents[1] * S::extents[2], channels};
     ws_.resize(kernels::batchnorm_workspace_size(s));
-    if (mode_ == Mode::training) {
+    if (comm_) {
+      // dgamma and dbeta from this shard's sums (the gradient exchange adds the other
+      // shards'); dx from the sums over every shard.
+      std::vector<double> sums(2 * channels);
+      kernels::batchnorm_gradient_sums(s, x.data(), g, mean_.data(), sums.data(), ws_.data());
+      for (std::size_t c = 0; c < channels; ++c) {
+        weight.grad.data()[c] += T(sums[channels + c] * double(rstd_.data()[c]));
+        bias.grad.data()[c] += T(sums[c]);
+      }
+      sum_in_rank_order(*comm_, sums);
+      kernels::batchnorm_backward_with_sums(s, x.data(), g, weight.value.data(), mean_.data(), rstd_.data(),
+                                            sums.data(), count_, dx);
+    } else if (mode_ == Mode::training) {
       kernels::batchnorm_backward_training(s, x.data(), g, weight.value.data(), mean_.data(), rstd_.data(),
                                            dx, weight.grad.data(), bias.grad.data(), ws_.data());
     } else {
@@ -159,6 +207,9 @@ class BatchNorm2d {
   Mode mode_ = Mode::training;
   Tensor<T, vector_shape> mean_, rstd_;  // saved by the training forward pass
   AlignedBuffer<double> ws_;
+  Communicator* comm_ = nullptr;  // the forward pass was over a shard of these ranks' batch
+  std::vector<double> merged_;    // its merged statistics (mean, M2 per channel)
+  double count_ = 0;              // and rows over all ranks
 };
 
 }  // namespace odyssey

@@ -7,6 +7,7 @@ module;
 #include <vector>
 export module odyssey.layers:context;
 import odyssey.tensor;
+import odyssey.dist;
 
 export namespace odyssey {
 
@@ -86,6 +87,11 @@ struct Context {
   /// pass instead of its own (1/k at the k-th batch of a re-estimation makes them the
   /// cumulative average over the batches, as PyTorch's momentum=None).
   double running_stats_momentum = -1;
+
+  /// When a batch is one shard of a data-parallel batch (distributed(comm)): the ranks that
+  /// hold the others. Training-mode batch norms then normalise over the whole batch
+  /// (PyTorch's SyncBatchNorm), with statistics merged in rank order.
+  Communicator* comm = nullptr;
 
   /// Called by the training step before each forward pass.
   void begin_step(std::uint64_t global_step) noexcept {

@@ -43,12 +43,16 @@ class SoftmaxCrossEntropy {
     }
   }
 
-  /// dlogits = (softmax - target) / N.
-  void backward(Activation<T, input_shape>& dlogits) {
+  /// dlogits = (softmax - target) / N: the gradient of the batch's mean loss; or, with
+  /// `mean_over` = D > 0, of the mean over D samples of which this batch is a shard.
+  void backward(Activation<T, input_shape>& dlogits, std::size_t mean_over = 0) {
     detail::expect_forward(labels_.data(), labels_.size(), probs_.batch(), "SoftmaxCrossEntropy");
+    if (mean_over && mean_over < probs_.batch())
+      throw ValueError("SoftmaxCrossEntropy: a mean over " + std::to_string(mean_over) + " samples cannot hold a batch of " +
+                       std::to_string(probs_.batch()));
     dlogits.resize(probs_.batch());
     kernels::softmax_cross_entropy_backward(probs_.batch(), Classes, probs_.data(), labels_.data(),
-                                            label_smoothing, dlogits.data());
+                                            label_smoothing, dlogits.data(), mean_over);
   }
 
   /// The softmax of the last forward pass: [N, Classes].

@@ -13,6 +13,7 @@ module;
 #include <nlohmann/json.hpp>
 export module odyssey.train:settings;
 import odyssey.tensor;
+import odyssey.dist;
 import odyssey.layers;
 import odyssey.optim;
 import odyssey.data;
@@ -40,6 +41,15 @@ class TrainingDiverged : public Error {
   std::size_t epoch, step;  // 1-based
   double lr;
   std::filesystem::path last_checkpoint;
+};
+
+/// In a data-parallel run: another rank failed (its message, prefixed with its rank); every
+/// rank stops with it.
+class RankFailed : public Error {
+ public:
+  RankFailed(int rank, const std::string& message)
+      : Error("rank " + std::to_string(rank) + ": " + message), rank(rank) {}
+  int rank;
 };
 
 enum class OptimizerKind { sgd, adamw };
@@ -150,6 +160,11 @@ struct RunOptions {
   // stops after the current step (or during an evaluation) with a checkpoint at that point,
   // which a resume continues exactly (TrainResult::stopped).
   const std::atomic<int>* stop = nullptr;
+  // Data parallelism: this process is one rank of `comm` (null, or one rank: a single
+  // process). Every rank calls train() with the same settings; each trains on its shard of
+  // every batch, and rank 0 alone writes the run directory. The batch size must be a
+  // multiple of the rank count.
+  Communicator* comm = nullptr;
 };
 
 /// The optimizer the settings choose, over `parameters`.

@@ -18,14 +18,17 @@ module;
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <exception>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 export module odyssey.train:trainer;
 import odyssey.tensor;
+import odyssey.dist;
 import odyssey.layers;
 import odyssey.optim;
 import odyssey.io;
@@ -100,6 +103,36 @@ struct TrainResult {
   /// and no final evaluation (`weights` and `test` are empty), only the checkpoint.
   std::optional<StopPoint> stopped;
 };
+
+/// Runs f on every rank of `comm` (or just runs it, without one) and makes a failure on any
+/// rank a failure on all: the first failing rank rethrows its own exception, the others
+/// throw RankFailed with its message. Every rank must call it at the same point.
+template <class F>
+void collectively(Communicator* comm, F&& f) {
+  if (!comm) {
+    f();
+    return;
+  }
+  std::exception_ptr error;
+  std::string what;
+  try {
+    f();
+  } catch (const std::exception& e) {
+    error = std::current_exception();
+    what = e.what();
+  }
+  double failed = error ? 1 : 0;
+  std::vector<double> all(std::size_t(comm->size()));
+  comm->allgather(std::span<const double>(&failed, 1), all);
+  int first = -1;
+  for (std::size_t r = 0; r < all.size() && first < 0; ++r)
+    if (all[r] != 0) first = int(r);
+  if (first < 0) return;
+  const std::string message = broadcast_string(*comm, what, first);
+  failure_agreed() = true;
+  if (first == comm->rank()) std::rethrow_exception(error);
+  throw RankFailed(first, message);
+}
 
 namespace detail {
 
@@ -236,6 +269,47 @@ struct EpochSums {
 /// Thrown through the evaluation's progress callback when a stop is requested.
 struct StopRequested {};
 
+/// Rank 0's values of `entries` (tensors and counters) on every rank.
+template <class T>
+void broadcast_entries(Communicator& comm, const std::vector<StateEntry<T>>& entries) {
+  for (const auto& e : entries) {
+    if (e.counter) comm.broadcast(std::as_writable_bytes(std::span(e.counter, 1)), 0);
+    else comm.broadcast(std::as_writable_bytes(e.value), 0);
+  }
+}
+
+/// FNV-1a over the bytes of every state entry: equal on every rank, or the ranks diverged.
+template <class T>
+std::uint64_t state_checksum(const std::vector<StateEntry<T>>& entries) {
+  std::uint64_t h = 1469598103934665603ull;
+  auto add = [&](std::span<const std::byte> bytes) {
+    for (const std::byte b : bytes) h = (h ^ std::uint64_t(b)) * 1099511628211ull;
+  };
+  for (const auto& e : entries) {
+    if (e.counter) add(std::as_bytes(std::span(e.counter, 1)));
+    else add(std::as_bytes(e.value));
+  }
+  return h;
+}
+
+/// Throws (on every rank) when a rank's parameters, statistics or optimizer state are not
+/// bitwise rank 0's after epoch `epoch`.
+template <class T>
+void expect_same_state(Communicator& comm, const std::vector<StateEntry<T>>& entries, std::size_t epoch) {
+  const std::uint64_t h = state_checksum(entries);
+  const double mine[2] = {double(h >> 32), double(h & 0xffffffffu)};
+  std::vector<double> all(2 * std::size_t(comm.size()));
+  comm.allgather(mine, all);
+  std::string differ;
+  for (std::size_t r = 1; r < std::size_t(comm.size()); ++r)
+    if (all[2 * r] != all[0] || all[2 * r + 1] != all[1]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+  if (differ.empty()) return;
+  failure_agreed() = true;
+  throw Error(rformat("after epoch {} the state of rank(s) {} differs from rank 0's (checksums of parameters, "
+                      "statistics and optimizer state); the ranks no longer train the same model",
+                      epoch, differ));
+}
+
 inline double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -261,10 +335,27 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
                                                      "batch norm needs two: change the batch size or the number of "
                                                      "training images",
                                                      train_set.count, s.batch_size));
+  Communicator* const comm = distributed(run.comm) ? run.comm : nullptr;
+  const bool lead = !comm || comm->rank() == 0;  // the rank that writes the run directory
+  const std::size_t ranks = comm ? std::size_t(comm->size()) : 1;
+  if (s.batch_size % ranks != 0)
+    throw SettingError("batch_size", detail::rformat("a batch of {} images does not split into {} equal shards, one per "
+                                                     "process: use a batch size divisible by {}",
+                                                     s.batch_size, ranks, ranks));
+  if (const std::size_t last = train_set.count % s.batch_size; last != 0 && last < ranks)
+    throw SettingError("batch_size", detail::rformat("the last batch would hold {} image(s) for {} processes ({} "
+                                                     "images, batch {}): change the batch size or the number of "
+                                                     "training images",
+                                                     last, ranks, train_set.count, s.batch_size));
   // Before the run directory is touched: a file that does not fit leaves nothing behind.
-  if (!run.resume && !s.init_weights.empty()) load_initial_weights(s.init_weights, net, s.reset_classifier);
+  collectively(comm, [&] {
+    if (!run.resume && !s.init_weights.empty()) load_initial_weights(s.init_weights, net, s.reset_classifier);
+  });
   if (!run.resume && s.zero_init_residual) zero_init_residual(net);
-  const auto existing = detail::prepare_run_directory(run);
+  std::vector<std::filesystem::path> existing;
+  collectively(comm, [&] {
+    if (lead) existing = detail::prepare_run_directory(run);
+  });
   // What a resumed run must match: the settings, the model and its input shape.
   nlohmann::json run_settings = s.to_json();
   run_settings["model"] = model_name;
@@ -276,6 +367,8 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   if (s.ema_decay > 0) average = std::make_unique<WeightAverage<T>>(state(net), s.ema_decay);
   LoaderOptions loader_options{s.batch_size, true, s.augment, s.seed};
   loader_options.augmentation = s.augmentation;
+  loader_options.shard = comm ? std::size_t(comm->rank()) : 0;
+  loader_options.shards = ranks;
   BatchLoader loader(train_set, loader_options);
   const std::size_t steps_per_epoch = loader.batches_per_epoch();
   const LrSchedule schedule(s.schedule, s.epochs, steps_per_epoch);
@@ -284,8 +377,22 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
   detail::EpochSums resumed_sums;
   if (run.resume) {
     std::vector<std::string> skipped;
-    const CheckpointInfo info =
-        detail::resume_from(existing, net, opt, average.get(), run_settings, TrainSettings{}.to_json(), skipped);
+    CheckpointInfo info;
+    collectively(comm, [&] {
+      if (lead)
+        info = detail::resume_from(existing, net, opt, average.get(), run_settings, TrainSettings{}.to_json(), skipped);
+    });
+    if (comm) {  // the other ranks take the position from rank 0 (their state comes below)
+      std::uint64_t position[3] = {info.epochs_done, info.batches_done, info.step};
+      comm->broadcast(std::as_writable_bytes(std::span(position)), 0);
+      info.epochs_done = position[0];
+      info.batches_done = position[1];
+      info.step = position[2];
+      const auto sums = info.metadata.find("odyssey.epoch_sums");
+      info.metadata["odyssey.epoch_sums"] =
+          broadcast_string(*comm, sums == info.metadata.end() ? std::string() : sums->second, 0);
+      info.file = broadcast_string(*comm, info.file.string(), 0);
+    }
     first_epoch = info.epochs_done;
     first_batch = info.batches_done;
     step = info.step;
@@ -296,10 +403,19 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     obs.resumed(info, skipped);
   }
 
+  if (comm) {  // every rank starts from rank 0's model, optimizer and average
+    detail::broadcast_entries(*comm, state(net));
+    detail::broadcast_entries(*comm, opt.state());
+    if (average) detail::broadcast_entries(*comm, average->state());
+  }
+
   TrainResult result;
   result.metrics = run.out / "metrics.csv";
   result.weights = run.out / "weights.safetensors";
-  MetricsCsv csv(result.metrics, first_epoch, step, run.resume);
+  std::optional<MetricsCsv> csv;
+  collectively(comm, [&] {
+    if (lead) csv.emplace(result.metrics, first_epoch, step, run.resume);
+  });
   Metadata meta = dataset_metadata(train_set, s.dataset);
   meta["model"] = model_name;
   meta["odyssey.settings"] = run_settings.dump();
@@ -314,10 +430,22 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     reestimate_batch_norm(net, train_set, s.bn_recalibrate, s.batch_size, s.seed);
     f();
   };
-  auto stop_requested = [&] { return run.stop && run.stop->load(std::memory_order_relaxed) != 0; };
+  // The stop request, agreed by all ranks (the first rank's that has one), so that every
+  // rank stops at the same step.
+  auto stop_requested = [&]() -> int {
+    const int mine = run.stop ? run.stop->load(std::memory_order_relaxed) : 0;
+    if (!comm) return mine;
+    const double v = mine;
+    std::vector<double> all(ranks);
+    comm->allgather(std::span<const double>(&v, 1), all);
+    for (const double r : all)
+      if (r != 0) return int(r);
+    return 0;
+  };
   bool stoppable = true;  // an evaluation may be cut short by a stop request
+  int stop_reason = 0;
   const EvalProgress eval_progress = [&](std::size_t done, std::size_t total) {
-    if (stoppable && stop_requested()) throw detail::StopRequested{};
+    if (stoppable && (stop_reason = stop_requested()) != 0) throw detail::StopRequested{};
     obs.evaluating(done, total);
   };
   auto evaluate_run = [&] {
@@ -325,6 +453,10 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
         [&] { result.test = evaluate(net, test_set, EvalOptions{run.eval_batch, s.eval_flip}, eval_progress); });
   };
   auto save_results = [&] {
+    if (!lead) {
+      if (average) result.other_weights = run.out / (evaluate_average ? "weights-last.safetensors" : "weights-average.safetensors");
+      return;
+    }
     with_evaluated_weights([&] {
       Metadata m = meta;
       m["odyssey.weights"] = evaluate_average ? "the average of the weights" : "the last weights";
@@ -351,8 +483,11 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
                        {"scheme", "counter-based: batch b of epoch e derives from (seed, e, b)"}}
             .dump();
     if (batches_done) ckpt_meta["odyssey.epoch_sums"] = sums.dump();
-    save_checkpoint(ckpt, net, opt, epochs_done, step, ckpt_meta, average.get(), batches_done);
-    prune_checkpoints(run.out, std::max<std::size_t>(1, run.keep_checkpoints));
+    collectively(comm, [&] {
+      if (!lead) return;
+      save_checkpoint(ckpt, net, opt, epochs_done, step, ckpt_meta, average.get(), batches_done);
+      prune_checkpoints(run.out, std::max<std::size_t>(1, run.keep_checkpoints));
+    });
     last_checkpoint_time = std::chrono::steady_clock::now();
     return ckpt;
   };
@@ -361,12 +496,12 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
            (run.checkpoint_minutes > 0 && detail::seconds_since(last_checkpoint_time) >= 60 * run.checkpoint_minutes);
   };
 
-  TrainStep<Net> trainer(s.label_smoothing, s.seed);
+  TrainStep<Net> trainer(s.label_smoothing, s.seed, comm);
   Batch batch;
   const auto run_start = std::chrono::steady_clock::now();
   std::size_t images_total = 0;
   auto finish_stopped = [&](std::size_t epoch, std::size_t batches_done, const detail::EpochSums& sums) {
-    StopPoint p{run.stop->load(), epoch + 1, batches_done, steps_per_epoch, step, {}};
+    StopPoint p{stop_reason, epoch + 1, batches_done, steps_per_epoch, step, {}};
     p.checkpoint = save_at(epoch, batches_done, sums);
     result.stopped = p;
     result.weights.clear();
@@ -403,13 +538,13 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
       obs.step_done({epoch + 1, s.epochs, step, done, steps_per_epoch, sums.seen, sums.loss / double(sums.seen),
                      double(sums.correct) / double(sums.seen), lr, elapsed});
       if (step % run.log_every == 0) {
-        csv.step(epoch + 1, step, lr, sums.window_loss / double(sums.window_seen),
+        if (csv) csv->step(epoch + 1, step, lr, sums.window_loss / double(sums.window_seen),
                  double(sums.window_correct) / double(sums.window_seen), double(sums.seen - seen_before) / elapsed,
                  detail::seconds_since(run_start));
         sums.window_loss = 0;
         sums.window_correct = sums.window_seen = 0;
       }
-      if (stop_requested()) {
+      if ((stop_reason = stop_requested()) != 0) {
         images_total += sums.seen - seen_before;
         sums.seconds = epoch_seconds();
         return finish_stopped(epoch, done, sums);
@@ -430,18 +565,22 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     const double ips = sums.seconds > 0 ? double(sums.seen) / sums.seconds : 0;
     const double total = detail::seconds_since(run_start);
     const double train_loss = sums.loss / double(sums.seen), train_accuracy = double(sums.correct) / double(sums.seen);
-    csv.epoch(epoch + 1, step, schedule.at(step ? step - 1 : 0), train_loss, train_accuracy, result.test, ips, total);
+    if (csv) csv->epoch(epoch + 1, step, schedule.at(step ? step - 1 : 0), train_loss, train_accuracy, result.test, ips, total);
+    if (comm) detail::expect_same_state(*comm, state(net), epoch + 1);
     const auto ckpt = save_at(epoch + 1, 0, sums);
     ++result.epochs_run;
     obs.epoch_done({epoch + 1, s.epochs, step, train_loss, train_accuracy, result.test, ips, total, ckpt});
   }
   stoppable = false;
   if (result.epochs_run == 0) evaluate_run();
-  save_results();
+  collectively(comm, save_results);
   result.seconds = detail::seconds_since(run_start);
   result.images_per_second = result.seconds > 0 ? double(images_total) / result.seconds : 0;
   result.plot = run.out / "curves.png";
-  result.plot_problem = plot_metrics(result.metrics, result.plot, detail::rformat("{} on {}", model_name, s.dataset));
+  if (lead) {
+    csv.reset();  // closes metrics.csv before it is plotted
+    result.plot_problem = plot_metrics(result.metrics, result.plot, detail::rformat("{} on {}", model_name, s.dataset));
+  }
   return result;
 }
 

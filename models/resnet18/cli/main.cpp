@@ -7,14 +7,46 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <new>
 #include <string>
 
 #include "commands.h"
 import odyssey;
+import odyssey.mpi;
 import odyssey.cli;
 
+namespace {
+
+/// Ends the process after a failure with exit code `code`: normally when every rank knows
+/// of it (or there is one process), else by aborting the whole run, since the other ranks
+/// wait for this one in a collective.
+int fail(int code) {
+  auto* comm = odyssey::cli::communicator();
+  if (odyssey::distributed(comm) && !odyssey::failure_agreed()) comm->abort(code);
+  return code;
+}
+
+/// Prints a failure: rank 0 always, another rank only when the others do not know of it.
+bool should_print() { return odyssey::cli::lead_rank() || !odyssey::failure_agreed(); }
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  // Under mpirun each process is one rank of a data-parallel run; rank 0 alone prints.
+  std::unique_ptr<odyssey::MpiSession> mpi;
+  std::unique_ptr<odyssey::MpiCommunicator> world;
+  if (odyssey::launched_by_mpirun()) {
+    try {
+      mpi = std::make_unique<odyssey::MpiSession>(argc, argv);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "odyssey: error: %s\n", e.what());
+      return odyssey::cli::kExitBadInput;
+    }
+    world = std::make_unique<odyssey::MpiCommunicator>();
+    odyssey::cli::communicator() = world.get();
+    if (world->rank() != 0 && !std::freopen("/dev/null", "w", stdout)) return odyssey::cli::kExitBadInput;
+  }
   CLI::App app{
       "odyssey: CIFAR ResNets (ResNet-18, ResNet-34, PreAct ResNet-18) on the CPU. Train on\n"
       "Fashion-MNIST (Debian's dataset-fashion-mnist, the default) or CIFAR-10 (binary version),\n"
@@ -34,26 +66,33 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);  // prints the message and a --help hint
+    if (odyssey::cli::lead_rank()) app.exit(e);  // prints the message and a --help hint
     return odyssey::cli::kExitBadInput;
   }
   try {
     for (auto* sub : app.get_subcommands()) return run.at(sub->get_name())();
   } catch (const odyssey::TrainingDiverged& e) {
-    std::fprintf(stderr, "odyssey: %s Try a smaller --lr or a warm-up (--warmup-epochs).\n", e.what());
+    // Every rank sees the same loss, so every rank stops here at the same step.
+    odyssey::failure_agreed() = true;
+    if (should_print())
+      std::fprintf(stderr, "odyssey: %s Try a smaller --lr or a warm-up (--warmup-epochs).\n", e.what());
     return odyssey::cli::kExitDiverged;
   } catch (const odyssey::SettingError& e) {
-    std::fprintf(stderr, "odyssey: error: %s (%s)\n", e.what(), odyssey::cli::flag_hint(e.setting()).c_str());
-    return odyssey::cli::kExitBadInput;
+    // Settings are the same on every rank, and so their errors; those of rank 0's run
+    // directory reach every rank (odyssey::collectively).
+    odyssey::failure_agreed() = true;
+    if (should_print())
+      std::fprintf(stderr, "odyssey: error: %s (%s)\n", e.what(), odyssey::cli::flag_hint(e.setting()).c_str());
+    return fail(odyssey::cli::kExitBadInput);
   } catch (const odyssey::Error& e) {
-    std::fprintf(stderr, "odyssey: error: %s\n", e.what());
-    return odyssey::cli::kExitBadInput;
+    if (should_print()) std::fprintf(stderr, "odyssey: error: %s\n", e.what());
+    return fail(odyssey::cli::kExitBadInput);
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "odyssey: error: out of memory (try a smaller --batch-size)\n");
-    return odyssey::cli::kExitBadInput;
+    return fail(odyssey::cli::kExitBadInput);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "odyssey: error: %s\n", e.what());
-    return odyssey::cli::kExitBadInput;
+    if (should_print()) std::fprintf(stderr, "odyssey: error: %s\n", e.what());
+    return fail(odyssey::cli::kExitBadInput);
   }
   return 0;
 }

@@ -76,6 +76,14 @@ decltype(auto) with_model(const ModelSpec& m, F&& f) {
   throw ValueError(fmt::format("unknown model '{}' ({})", m.arch, kModels));
 }
 
+/// The ranks of a data-parallel run under mpirun (set by main; null for a single process).
+inline Communicator*& communicator() {
+  static Communicator* c = nullptr;
+  return c;
+}
+/// Whether this process prints: a single process, or rank 0 of a data-parallel run.
+inline bool lead_rank() { return !communicator() || communicator()->rank() == 0; }
+
 /// The command line `odyssey` was started with (set by main), to tell a user how to go on.
 inline std::vector<std::string>& command_line() {
   static std::vector<std::string> args;

@@ -2,17 +2,22 @@
 // every epoch and --resume.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -42,6 +47,7 @@ struct TrainArgs {
 // The first SIGINT or SIGTERM asks the trainer to stop after its current step with a
 // checkpoint; a second one stops at once (the default action, so the exit status says which).
 std::atomic<int> stop_signal{0};
+bool print_stop_notice = true;  // rank 0 of a data-parallel run says it, the others do not
 static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void on_stop_signal(int sig) {
@@ -52,7 +58,7 @@ extern "C" void on_stop_signal(int sig) {
   }
   static const char msg[] =
       "\nodyssey: stopping after this step with a checkpoint (send the signal again to stop at once)\n";
-  [[maybe_unused]] const auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  if (print_stop_notice) [[maybe_unused]] const auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
 }
 
 void catch_stop_signals() {
@@ -81,6 +87,76 @@ void parse_checkpoint_every(const std::string& v, RunOptions& run) {
   else run.checkpoint_minutes = n;
 }
 
+/// A data-parallel run stopping on a signal waits for the other ranks at the end of its
+/// step; if one of them is gone (mpirun signals the survivors after a rank died) that wait
+/// never ends. The watchdog ends this process when no step, evaluation batch or checkpoint
+/// has come for max(10 s, 3 x the longest gap between them seen) since the signal.
+class StopWatchdog final : public TrainObserver {
+ public:
+  StopWatchdog(TrainObserver& inner, std::string run_dir)
+      : inner_(inner), dir_(std::move(run_dir)), thread_([this](std::stop_token st) { watch(st); }) {}
+
+  void resumed(const CheckpointInfo& from, const std::vector<std::string>& skipped) override {
+    beat();
+    inner_.resumed(from, skipped);
+  }
+  void epoch_started(std::size_t e, std::size_t n, std::size_t b, std::size_t f) override {
+    beat();
+    inner_.epoch_started(e, n, b, f);
+  }
+  void step_done(const StepReport& r) override {
+    beat();
+    inner_.step_done(r);
+  }
+  void evaluating(std::size_t done, std::size_t total) override {
+    beat();
+    inner_.evaluating(done, total);
+  }
+  void epoch_done(const EpochReport& r) override {
+    beat();
+    inner_.epoch_done(r);
+  }
+  void checkpoint_saved(const std::filesystem::path& f, std::size_t e, std::size_t b) override {
+    beat();
+    inner_.checkpoint_saved(f, e, b);
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  static std::int64_t now() { return clock::now().time_since_epoch().count(); }
+  void beat() {
+    const std::int64_t t = now(), gap = t - last_.exchange(t);
+    if (gap > longest_) longest_ = gap;
+  }
+  void watch(std::stop_token st) {
+    std::int64_t signalled = 0;
+    while (!st.stop_requested()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      const int sig = stop_signal.load();
+      if (sig == 0) continue;
+      const std::int64_t t = now();
+      if (signalled == 0) signalled = t;
+      const std::int64_t deadline =
+          std::max<std::int64_t>(std::chrono::duration_cast<clock::duration>(std::chrono::seconds(10)).count(),
+                                 3 * longest_.load());
+      if (t - std::max(signalled, last_.load()) < deadline) continue;
+      if (lead_rank())
+        std::fprintf(stderr,
+                     "odyssey: no progress for %.0f s after %s: another rank is gone (see mpirun's message); "
+                     "stopped without a checkpoint; the newest checkpoint in %s continues the run (--resume)\n",
+                     std::chrono::duration<double>(clock::duration(deadline)).count(),
+                     sig == SIGINT ? "SIGINT" : "SIGTERM", dir_.c_str());
+      std::fflush(stderr);
+      std::_Exit(128 + sig);
+    }
+  }
+
+  TrainObserver& inner_;
+  std::string dir_;
+  std::atomic<std::int64_t> last_{now()}, longest_{0};
+  std::jthread thread_;  // last: stops before the members it reads go
+};
+
 std::string signal_name(int sig) {
   return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal " + std::to_string(sig);
 }
@@ -88,6 +164,7 @@ std::string signal_name(int sig) {
 /// What `odyssey train` ends with when it was stopped: where, the checkpoint, and the
 /// command that continues the run. Returns the exit code, 128 + the signal.
 int report_stop(const StopPoint& p, const TrainArgs& a) {
+  if (!lead_rank()) return 128 + p.reason;
   std::vector<std::string> again = command_line();
   bool has_resume = false, has_out = false;
   for (const auto& arg : again) {
@@ -129,16 +206,25 @@ int run_train(TrainArgs& a) {
   a.settings.eval_flip = a.tta == "flip";
   a.settings.check();
   a.run.out = a.out.empty() ? default_out(a.dataset) : a.out;
-  if (a.run.resume && a.out.empty()) throw ValueError("--resume needs --out, the run directory to continue");
+  if (a.run.resume && a.out.empty())
+    throw SettingError("resume", "--resume needs --out, the run directory to continue");
   parse_checkpoint_every(a.checkpoint_every, a.run);
   a.run.stop = &stop_signal;
+  a.run.comm = communicator();
+  print_stop_notice = lead_rank();
   catch_stop_signals();
 
   const auto t0 = std::chrono::steady_clock::now();
-  Dataset train_set = load_dataset(a.dataset, a.data, Split::train, a.image_size);
-  if (a.settings.train_subset) train_set = subset(train_set, a.settings.train_subset);
-  Dataset test_set = load_dataset(a.dataset, a.data, Split::test, a.image_size);
-  if (a.settings.test_subset) test_set = subset(test_set, a.settings.test_subset);
+  Dataset train_set, test_set;
+  collectively(a.run.comm, [&] {  // a rank that cannot read its data stops every rank
+    train_set = load_dataset(a.dataset, a.data, Split::train, a.image_size);
+    if (a.settings.train_subset) train_set = subset(train_set, a.settings.train_subset);
+    test_set = load_dataset(a.dataset, a.data, Split::test, a.image_size);
+    if (a.settings.test_subset) test_set = subset(test_set, a.settings.test_subset);
+  });
+  if (!a.quiet && distributed(a.run.comm) && a.settings.batch_size % std::size_t(a.run.comm->size()) == 0)
+    std::printf("data parallel: %d processes, %zu images of each batch of %zu per process\n", a.run.comm->size(),
+                a.settings.batch_size / std::size_t(a.run.comm->size()), a.settings.batch_size);
   if (!a.quiet)
     std::printf("%s: %zu training and %zu test images of %zux%zux%zu; %s, %zu epoch(s), batch %zu, lr %g (%s), "
                 "seed %llu; run directory %s\n",
@@ -146,7 +232,10 @@ int run_train(TrainArgs& a) {
                 train_set.width, a.model.c_str(), a.settings.epochs,
                 a.settings.batch_size, a.settings.schedule.lr, a.schedule.c_str(),
                 static_cast<unsigned long long>(a.settings.seed), a.run.out.string().c_str());
-  ConsoleObserver observer(a.quiet, test_set.class_names);
+  ConsoleObserver console(a.quiet, test_set.class_names);
+  std::unique_ptr<StopWatchdog> watchdog;
+  if (distributed(a.run.comm)) watchdog = std::make_unique<StopWatchdog>(console, a.run.out.string());
+  TrainObserver& observer = watchdog ? static_cast<TrainObserver&>(*watchdog) : console;
   const ModelSpec spec{a.model, train_set.channels, train_set.height};
   const TrainResult r = with_model(spec, [&]<class Net>() {
     return train<Net>(a.settings, a.run, train_set, test_set, spec.arch, &observer);

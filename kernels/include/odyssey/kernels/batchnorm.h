@@ -71,4 +71,40 @@ void batchnorm_backward_inference(const BatchNormShape& shape, const double* x, 
                                   const double* running_var, double eps, double* dx,
                                   double* dgamma, double* dbeta, double* workspace);
 
+/// The training-mode passes in halves, for batch norm over the shards of a data-parallel
+/// batch (SyncBatchNorm): each process computes its shard's moments, the caller merges them
+/// over the processes, and every process normalises its shard with the merged statistics;
+/// backward alike with the per-channel sums. Over one process, moments then
+/// forward_with_moments (count = m) is batchnorm_forward_training bit for bit, and
+/// gradient_sums then backward_with_sums (count = m) its backward.
+///
+/// out[0, C): the per-channel mean of x over its m rows; out[C, 2C): the sum of squared
+/// deviations from it (M2). m may be 1.
+void batchnorm_moments(const BatchNormShape& shape, const float* x, double* out, double* workspace);
+void batchnorm_moments(const BatchNormShape& shape, const double* x, double* out, double* workspace);
+/// The training forward pass of x with `stats` (mean, M2 as above) over `count` rows in all.
+void batchnorm_forward_with_moments(const BatchNormShape& shape, const float* x, const float* gamma,
+                                    const float* beta, float* y, float* save_mean, float* save_rstd,
+                                    float* running_mean, float* running_var, double momentum, double eps,
+                                    const double* stats, double count, const float* residual = nullptr,
+                                    bool relu = false);
+void batchnorm_forward_with_moments(const BatchNormShape& shape, const double* x, const double* gamma,
+                                    const double* beta, double* y, double* save_mean, double* save_rstd,
+                                    double* running_mean, double* running_var, double momentum, double eps,
+                                    const double* stats, double count, const double* residual = nullptr,
+                                    bool relu = false);
+/// out[0, C): sum(dy); out[C, 2C): sum(dy * (x - save_mean)) over this shard's rows. dgamma
+/// is out[C + c] * save_rstd[c] and dbeta out[c], summed over the processes' shards.
+void batchnorm_gradient_sums(const BatchNormShape& shape, const float* x, const float* dy,
+                             const float* save_mean, double* out, double* workspace);
+void batchnorm_gradient_sums(const BatchNormShape& shape, const double* x, const double* dy,
+                             const double* save_mean, double* out, double* workspace);
+/// dx (overwritten; may be dy) from `sums` (as gradient_sums') over `count` rows in all.
+void batchnorm_backward_with_sums(const BatchNormShape& shape, const float* x, const float* dy,
+                                  const float* gamma, const float* save_mean, const float* save_rstd,
+                                  const double* sums, double count, float* dx);
+void batchnorm_backward_with_sums(const BatchNormShape& shape, const double* x, const double* dy,
+                                  const double* gamma, const double* save_mean, const double* save_rstd,
+                                  const double* sums, double count, double* dx);
+
 }  // namespace odyssey::kernels

@@ -21,12 +21,13 @@ LossStats softmax_cross_entropy_forward(std::size_t n, std::size_t k, const doub
                                         const std::int32_t* labels, double label_smoothing,
                                         double* probs);
 
-/// dlogits = (probs - q) / N (overwritten).
+/// dlogits = (probs - q) / D (overwritten), D = mean_over, or n when 0: the gradient of the
+/// mean loss over D samples, of which these n are a part (a shard of a data-parallel batch).
 void softmax_cross_entropy_backward(std::size_t n, std::size_t k, const float* probs,
                                     const std::int32_t* labels, double label_smoothing,
-                                    float* dlogits);
+                                    float* dlogits, std::size_t mean_over = 0);
 void softmax_cross_entropy_backward(std::size_t n, std::size_t k, const double* probs,
                                     const std::int32_t* labels, double label_smoothing,
-                                    double* dlogits);
+                                    double* dlogits, std::size_t mean_over = 0);
 
 }  // namespace odyssey::kernels

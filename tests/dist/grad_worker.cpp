@@ -1,0 +1,177 @@
+// One data-parallel training step against the single-process step over the same batch, run
+// under `mpirun -np N` by mpi_test.sh. Every rank takes its shard of a batch of 24 augmented
+// images and runs TrainStep with the MPI communicator (synchronised batch norm, the loss
+// over the global batch, gradients summed in rank order); rank 0 also runs the step of one
+// process over the whole batch. It prints the largest differences of the gradients (relative
+// to each tensor's largest value), of the batch norms' running statistics and of the loss,
+// and fails (exit 1) when one exceeds its tolerance:
+//   grad_worker [--local-bn]
+// --local-bn is the control: batch norm normalises each shard on its own statistics (no
+// synchronisation), which must fail the same check.
+//   grad_worker --steps K
+// trains K steps (SGD, momentum 0.9, lr 0.01) sharded and whole, and as a yardstick whole
+// again with each batch's images in reverse order (the same math, other float summation
+// orders): it prints each step's losses and the final weights' relative L2 distances from
+// whole. Float rounding differences grow in training; this shows how fast, and that the
+// shards' grow no faster than another order's.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+import odyssey;
+import odyssey.mpi;
+import odyssey.testing;
+
+using namespace odyssey;
+using Net = models::ResNet18<float, 1, 8, 8, 10, 4>;
+
+namespace {
+
+/// An optimizer that only records the gradients (and zeroes them, as an update does).
+struct Capture final : Optimizer<float> {
+  std::vector<StateEntry<float>> params;
+  std::vector<std::vector<float>> grads;
+  explicit Capture(std::vector<StateEntry<float>> p) : params(std::move(p)) {}
+  void step(double) override {
+    grads.clear();
+    for (auto& p : params) {
+      grads.emplace_back(p.grad.begin(), p.grad.end());
+      std::fill(p.grad.begin(), p.grad.end(), 0.0f);
+    }
+  }
+  std::vector<StateEntry<float>> state() override { return {}; }
+};
+
+/// The largest |a - b| of each pair of tensors over the largest |b| of that tensor.
+double worst(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b) {
+  double w = 0;
+  for (std::size_t t = 0; t < a.size(); ++t) {
+    double scale = 0, diff = 0;
+    for (std::size_t i = 0; i < a[t].size(); ++i) {
+      scale = std::max(scale, std::abs(double(b[t][i])));
+      diff = std::max(diff, std::abs(double(a[t][i]) - double(b[t][i])));
+    }
+    if (scale > 0) w = std::max(w, diff / scale);
+  }
+  return w;
+}
+
+std::vector<std::vector<float>> running_stats(Net& net) {
+  std::vector<std::vector<float>> out;
+  for (const auto& e : state(net))
+    if (e.kind == StateKind::running_mean || e.kind == StateKind::running_var) out.emplace_back(e.value.begin(), e.value.end());
+  return out;
+}
+
+struct Result {
+  double loss = 0;
+  std::size_t correct = 0;
+  std::vector<std::vector<float>> grads, stats;
+};
+
+Result one_step(Communicator* comm, std::size_t shard, std::size_t shards, bool local_bn) {
+  static const Dataset data = testing::synthetic_dataset(48, 7);
+  auto net = std::make_unique<Net>(3);
+  Capture capture(parameters(*net));
+  LoaderOptions o{24, true, true, 9};
+  o.shard = shard;
+  o.shards = shards;
+  BatchLoader loader(data, o);
+  loader.start_epoch(1);
+  Batch batch;
+  loader.next(batch);
+  TrainStep<Net> step(0.1, 5, comm);
+  if (local_bn) step.context().comm = nullptr;
+  const LossStats st = step.run(*net, capture, batch, 0.1, 0);
+  return {st.loss, st.correct, capture.grads, running_stats(*net)};
+}
+
+std::vector<float> flat(Net& net) {
+  std::vector<float> out;
+  for (const auto& e : parameters(net)) out.insert(out.end(), e.value.begin(), e.value.end());
+  return out;
+}
+
+double distance(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0, n = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    d += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+    n += double(b[i]) * double(b[i]);
+  }
+  return std::sqrt(d / n);
+}
+
+/// The batch's images (and labels) in reverse order.
+void reverse(Batch& b) {
+  const std::size_t per = b.pixels.size() / b.size;
+  for (std::size_t i = 0, j = b.size - 1; i < j; ++i, --j) {
+    std::swap_ranges(b.pixels.begin() + std::ptrdiff_t(i * per), b.pixels.begin() + std::ptrdiff_t((i + 1) * per),
+                     b.pixels.begin() + std::ptrdiff_t(j * per));
+    std::swap(b.labels[i], b.labels[j]);
+  }
+}
+
+/// K steps from the seed-3 model (each batch reversed when `reversed`); the losses and the
+/// final parameters.
+std::pair<std::vector<double>, std::vector<float>> train_steps(Communicator* comm, std::size_t shard,
+                                                               std::size_t shards, std::size_t k, bool reversed) {
+  static const Dataset data = testing::synthetic_dataset(24 * 8, 7);
+  auto net = std::make_unique<Net>(3);
+  SgdOptions so;
+  so.momentum = 0.9;
+  Sgd<float> sgd(parameters(*net), so);
+  LoaderOptions o{24, true, true, 9};
+  o.shard = shard;
+  o.shards = shards;
+  BatchLoader loader(data, o);
+  TrainStep<Net> step(0, 5, comm);
+  std::vector<double> losses;
+  Batch batch;
+  for (std::size_t s = 0; s < k; ++s) {
+    if (s % loader.batches_per_epoch() == 0) loader.start_epoch(s / loader.batches_per_epoch());
+    loader.next(batch);
+    if (reversed) reverse(batch);
+    losses.push_back(step.run(*net, sgd, batch, 0.01, s).loss);
+  }
+  return {losses, flat(*net)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MpiSession session(argc, argv);
+  MpiCommunicator world;
+  const bool local_bn = argc > 1 && std::strcmp(argv[1], "--local-bn") == 0;
+  const int n = world.size(), rank = world.rank();
+  if (argc > 2 && std::strcmp(argv[1], "--steps") == 0) {
+    const std::size_t k = std::stoul(argv[2]);
+    const auto sharded = train_steps(&world, std::size_t(rank), std::size_t(n), k, false);
+    if (rank != 0) return 0;
+    const auto whole = train_steps(nullptr, 0, 1, k, false), nudged = train_steps(nullptr, 0, 1, k, true);
+    std::printf("step  whole      %d ranks   (diff)     reversed   (diff)\n", n);
+    for (std::size_t s = 0; s < k; ++s)
+      std::printf("%4zu  %.7f  %.7f  %.1e  %.7f  %.1e\n", s + 1, whole.first[s], sharded.first[s],
+                  std::abs(sharded.first[s] - whole.first[s]), nudged.first[s], std::abs(nudged.first[s] - whole.first[s]));
+    std::printf("weights: %d ranks %.3g from whole; reversed batches %.3g from whole (relative L2)\n", n,
+                distance(sharded.second, whole.second), distance(nudged.second, whole.second));
+    return 0;
+  }
+  const Result sharded = one_step(&world, std::size_t(rank), std::size_t(n), local_bn);
+  if (rank != 0) return 0;
+  const Result whole = one_step(nullptr, 0, 1, false);
+  const double dg = worst(sharded.grads, whole.grads), ds = worst(sharded.stats, whole.stats);
+  const double dl = std::abs(sharded.loss - whole.loss) / whole.loss;
+  // Float sums over a shard and then over the ranks instead of over the whole batch: each
+  // element moves by a few units of float's last place (6e-8) times the depth of the sums.
+  const double tolerance = 1e-4;
+  std::printf("%d ranks%s: gradients %.3g, running statistics %.3g, loss %.3g (relative); correct %zu and %zu\n", n,
+              local_bn ? " (batch norm per shard)" : "", dg, ds, dl, sharded.correct, whole.correct);
+  const bool same = dg < tolerance && ds < tolerance && dl < tolerance && sharded.correct == whole.correct;
+  std::printf("%s\n", same ? "SAME within 1e-4" : "DIFFERENT");
+  return same ? 0 : 1;
+}
