@@ -6,6 +6,7 @@
 // every rank and, for a given size, bitwise the same on every run: whatever the transport
 // does underneath, values from different ranks are combined in rank order, 0 first.
 module;
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -40,6 +41,52 @@ class Communicator {
   /// Ends every rank of the run at once with exit code `code` (for failures the others
   /// cannot be told about in an orderly way).
   [[noreturn]] virtual void abort(int code) noexcept = 0;
+};
+
+/// Another communicator, timed: the seconds spent inside its calls (waiting for the other
+/// ranks, or moving data), to measure communication's share of a step.
+class TimedCommunicator final : public Communicator {
+ public:
+  explicit TimedCommunicator(Communicator& inner) : inner_(inner) {}
+  [[nodiscard]] int rank() const noexcept override { return inner_.rank(); }
+  [[nodiscard]] int size() const noexcept override { return inner_.size(); }
+  void allgather(std::span<const double> mine, std::span<double> all) override {
+    timed([&] { inner_.allgather(mine, all); });
+  }
+  void broadcast(std::span<std::byte> data, int root) override {
+    timed([&] { inner_.broadcast(data, root); });
+  }
+  std::size_t start_sum(std::span<float> data) override {
+    std::size_t h = 0;
+    timed([&] { h = inner_.start_sum(data); });
+    return h;
+  }
+  std::size_t start_sum(std::span<double> data) override {
+    std::size_t h = 0;
+    timed([&] { h = inner_.start_sum(data); });
+    return h;
+  }
+  void progress() override {
+    timed([&] { inner_.progress(); });
+  }
+  void wait_sum(std::size_t handle) override {
+    timed([&] { inner_.wait_sum(handle); });
+  }
+  [[noreturn]] void abort(int code) noexcept override { inner_.abort(code); }
+
+  /// Seconds inside calls since the last reset().
+  [[nodiscard]] double seconds() const noexcept { return seconds_; }
+  void reset() noexcept { seconds_ = 0; }
+
+ private:
+  template <class F>
+  void timed(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  Communicator& inner_;
+  double seconds_ = 0;
 };
 
 /// Whether a run is spread over more than one process.

@@ -106,6 +106,8 @@ class BatchNorm2d {
       // The parameters' gradients are still wanted; the input's goes to scratch.
       normalisation_backward(x, g, n, relu && !djoin ? masked : scratch());
     }
+    ctx.gradient_ready(weight.grad.span());
+    ctx.gradient_ready(bias.grad.span());
   }
 
   template <class F>

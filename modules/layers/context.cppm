@@ -3,6 +3,8 @@
 module;
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <utility>
 #include <vector>
 export module odyssey.layers:context;
@@ -92,6 +94,13 @@ struct Context {
   /// hold the others. Training-mode batch norms then normalise over the whole batch
   /// (PyTorch's SyncBatchNorm), with statistics merged in rank order.
   Communicator* comm = nullptr;
+
+  /// Called by each layer's backward pass once it has finished a parameter's gradient (the
+  /// gradient exchange of a data-parallel step starts sending it while backward goes on).
+  std::function<void(std::span<const T>)> on_gradient;
+  void gradient_ready(std::span<const T> grad) {
+    if (on_gradient) on_gradient(grad);
+  }
 
   /// Called by the training step before each forward pass.
   void begin_step(std::uint64_t global_step) noexcept {

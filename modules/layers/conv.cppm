@@ -52,12 +52,14 @@ class Conv2d {
   }
 
   /// Adds the weight (and bias) gradients, and the input gradient into dx.
-  void backward(const Activation<T, output_shape>& dy, Grad<T, In> dx, Context<T>&) {
+  void backward(const Activation<T, output_shape>& dy, Grad<T, In> dx, Context<T>& ctx) {
     const auto& x = x_.get(dy.batch(), "Conv2d");
     const auto g = geometry(dy.batch());
     T* db = nullptr;
     if constexpr (HasBias) db = bias.grad.data();
     kernels::conv2d_backward_weights(g, x.data(), dy.data(), weight.grad.data(), db, ws_.data());
+    ctx.gradient_ready(weight.grad.span());
+    if constexpr (HasBias) ctx.gradient_ready(bias.grad.span());
     dx.add(dy.batch(), [&](T* out, bool accumulate) {
       kernels::conv2d_backward_data(g, dy.data(), weight.value.data(), out, ws_.data(), accumulate);
     });

@@ -51,6 +51,8 @@ class Linear {
     T* db = nullptr;
     if constexpr (HasBias) db = bias.grad.data();
     kernels::linear_backward_weights(dy.batch(), In, Out, x.data(), dy.data(), weight.grad.data(), db);
+    ctx.gradient_ready(weight.grad.span());
+    if constexpr (HasBias) ctx.gradient_ready(bias.grad.span());
     dx.add_written(dy.batch(), ctx, [&](T* out) {
       kernels::linear_backward_data(dy.batch(), In, Out, dy.data(), weight.value.data(), out);
     });

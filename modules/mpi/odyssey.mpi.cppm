@@ -16,6 +16,7 @@ module;
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -175,15 +176,15 @@ class MpiCommunicator final : public Communicator {
   std::size_t start_sum(std::span<double> data) override { return start(data); }
 
   void progress() override {
-    for (auto& p : pending_)
-      if (p && p->advance(false)) p.reset();
+    for (auto& [handle, p] : pending_)
+      if (p && p->advance(false)) p.reset();  // complete: kept (empty) until waited for
   }
 
   void wait_sum(std::size_t handle) override {
-    auto& p = pending_.at(handle);
-    if (p) p->advance(true);
-    p.reset();
-    while (!pending_.empty() && !pending_.back()) pending_.pop_back();
+    const auto it = pending_.find(handle);
+    if (it == pending_.end()) throw std::invalid_argument("MpiCommunicator::wait_sum: no such sum in flight");
+    if (it->second) it->second->advance(true);
+    pending_.erase(it);
   }
 
   [[noreturn]] void abort(int code) noexcept override {
@@ -196,12 +197,14 @@ class MpiCommunicator final : public Communicator {
  private:
   template <class T>
   std::size_t start(std::span<T> data) {
-    pending_.push_back(std::make_unique<detail::RankOrderSum<T>>(data, MPI_COMM_WORLD, rank_, size_));
-    return pending_.size() - 1;
+    const std::size_t handle = next_handle_++;
+    pending_.emplace(handle, std::make_unique<detail::RankOrderSum<T>>(data, MPI_COMM_WORLD, rank_, size_));
+    return handle;
   }
 
   int rank_ = 0, size_ = 1;
-  std::vector<std::unique_ptr<detail::PendingSum>> pending_;
+  std::map<std::size_t, std::unique_ptr<detail::PendingSum>> pending_;  // by handle, in start order
+  std::size_t next_handle_ = 0;
 };
 
 }  // namespace odyssey

@@ -15,6 +15,7 @@ module;
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 export module odyssey.train:step;
 import odyssey.tensor;
@@ -27,8 +28,10 @@ import :format;
 export namespace odyssey {
 
 /// Sums the parameters' gradients over the ranks of `comm`, in buckets of about
-/// `bucket_values` values, the last parameters first (the ones backward finishes first),
-/// all buckets in flight at once.
+/// `bucket_values` values, the last parameters first (backward finishes them first). A
+/// bucket's sum starts as soon as backward has reported (Context::gradient_ready) all of
+/// its gradients, so communication runs while backward computes the earlier layers; finish()
+/// starts any bucket not yet started, waits for them all and writes the sums back.
 template <class T>
 class GradientExchange {
  public:
@@ -39,16 +42,26 @@ class GradientExchange {
       if (buckets_.empty() || buckets_.back().values >= bucket_values) buckets_.emplace_back();
       buckets_.back().grads.push_back(it->grad);
       buckets_.back().values += it->grad.size();
+      bucket_of_[it->grad.data()] = buckets_.size() - 1;
     }
     for (auto& b : buckets_) b.buffer.resize(b.values);
   }
 
+  /// The gradient at `grad` is complete for this step.
+  void ready(std::span<const T> grad) {
+    const auto it = bucket_of_.find(grad.data());
+    if (it == bucket_of_.end()) return;
+    Bucket& b = buckets_[it->second];
+    if (++b.ready == b.grads.size()) start(b);
+    comm_.progress();
+  }
+
   /// Replaces every gradient by its sum over the ranks.
-  void sum() {
+  void finish() {
+    early_ = 0;
     for (auto& b : buckets_) {
-      T* out = b.buffer.data();
-      for (const auto& g : b.grads) out = std::copy(g.begin(), g.end(), out);
-      b.handle = comm_.start_sum(std::span<T>(b.buffer.data(), b.values));
+      if (b.started) ++early_;
+      else start(b);
     }
     for (auto& b : buckets_) {
       comm_.wait_sum(b.handle);
@@ -57,20 +70,36 @@ class GradientExchange {
         std::copy(in, in + g.size(), g.begin());
         in += g.size();
       }
+      b.ready = 0;
+      b.started = false;
     }
   }
 
   [[nodiscard]] std::size_t buckets() const noexcept { return buckets_.size(); }
+  /// Buckets whose sums started during the last step's backward (all, when every layer
+  /// reports its gradients).
+  [[nodiscard]] std::size_t started_early() const noexcept { return early_; }
 
  private:
   struct Bucket {
     std::vector<std::span<T>> grads;
-    std::size_t values = 0;
+    std::size_t values = 0, ready = 0;
+    bool started = false;
     AlignedBuffer<T> buffer;
     std::size_t handle = 0;
   };
+
+  void start(Bucket& b) {
+    T* out = b.buffer.data();
+    for (const auto& g : b.grads) out = std::copy(g.begin(), g.end(), out);
+    b.handle = comm_.start_sum(std::span<T>(b.buffer.data(), b.values));
+    b.started = true;
+  }
+
   Communicator& comm_;
   std::vector<Bucket> buckets_;
+  std::unordered_map<const T*, std::size_t> bucket_of_;
+  std::size_t early_ = 0;
 };
 
 template <Layer Net>
@@ -108,16 +137,19 @@ class TrainStep {
     }
     if (!std::isfinite(st.loss)) return st;
     loss_.backward(dlogits_, whole);
-    net.backward(dlogits_, nullptr, ctx_);
-    if (comm_) {
-      if (!exchange_) exchange_ = std::make_unique<GradientExchange<T>>(parameters(net), *comm_);
-      exchange_->sum();
+    if (comm_ && !exchange_) {
+      exchange_ = std::make_unique<GradientExchange<T>>(parameters(net), *comm_);
+      ctx_.on_gradient = [this](std::span<const T> g) { exchange_->ready(g); };
     }
+    net.backward(dlogits_, nullptr, ctx_);
+    if (comm_) exchange_->finish();
     opt.step(lr);
     return st;
   }
 
   [[nodiscard]] Context<T>& context() noexcept { return ctx_; }
+  /// The data-parallel gradient exchange (null for a single process or before the first step).
+  [[nodiscard]] const GradientExchange<T>* exchange() const noexcept { return exchange_.get(); }
 
  private:
   Context<T> ctx_;

@@ -533,7 +533,8 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
       ++step;
       if (average) average->update(step);
       ++done;
-      sums.add(st.loss, st.correct, batch.size);
+      // The loss and the correct count are of the whole (global) batch, so are the images.
+      sums.add(st.loss, st.correct, batch.global_size ? batch.global_size : batch.size);
       const double elapsed = detail::seconds_since(epoch_start);
       obs.step_done({epoch + 1, s.epochs, step, done, steps_per_epoch, sums.seen, sums.loss / double(sums.seen),
                      double(sums.correct) / double(sums.seen), lr, elapsed});

@@ -71,6 +71,7 @@ std::vector<std::vector<float>> running_stats(Net& net) {
 struct Result {
   double loss = 0;
   std::size_t correct = 0;
+  std::size_t buckets = 0, early = 0;  // of the gradient exchange: all, started during backward
   std::vector<std::vector<float>> grads, stats;
 };
 
@@ -88,7 +89,8 @@ Result one_step(Communicator* comm, std::size_t shard, std::size_t shards, bool 
   TrainStep<Net> step(0.1, 5, comm);
   if (local_bn) step.context().comm = nullptr;
   const LossStats st = step.run(*net, capture, batch, 0.1, 0);
-  return {st.loss, st.correct, capture.grads, running_stats(*net)};
+  const auto* x = step.exchange();
+  return {st.loss, st.correct, x ? x->buckets() : 0, x ? x->started_early() : 0, capture.grads, running_stats(*net)};
 }
 
 std::vector<float> flat(Net& net) {
@@ -169,9 +171,14 @@ int main(int argc, char** argv) {
   // Float sums over a shard and then over the ranks instead of over the whole batch: each
   // element moves by a few units of float's last place (6e-8) times the depth of the sums.
   const double tolerance = 1e-4;
-  std::printf("%d ranks%s: gradients %.3g, running statistics %.3g, loss %.3g (relative); correct %zu and %zu\n", n,
-              local_bn ? " (batch norm per shard)" : "", dg, ds, dl, sharded.correct, whole.correct);
-  const bool same = dg < tolerance && ds < tolerance && dl < tolerance && sharded.correct == whole.correct;
+  std::printf("%d ranks%s: gradients %.3g, running statistics %.3g, loss %.3g (relative); correct %zu and %zu; "
+              "%zu of %zu gradient buckets sent during backward\n",
+              n, local_bn ? " (batch norm per shard)" : "", dg, ds, dl, sharded.correct, whole.correct, sharded.early,
+              sharded.buckets);
+  // Every layer reports its gradients, so every bucket starts before backward returns.
+  const bool overlapped = n == 1 || (sharded.buckets > 0 && sharded.early == sharded.buckets);
+  if (!overlapped) std::printf("NOT OVERLAPPED\n");
+  const bool same = overlapped && dg < tolerance && ds < tolerance && dl < tolerance && sharded.correct == whole.correct;
   std::printf("%s\n", same ? "SAME within 1e-4" : "DIFFERENT");
   return same ? 0 : 1;
 }

@@ -12,7 +12,8 @@
 #    under mpirun is bitwise equal to the uninterrupted run; resuming with another N works;
 #  - SIGKILL of one rank stops the others within seconds with a message naming it, the
 #    newest checkpoint loads and the resume finishes bitwise equal;
-#  - a batch not divisible by N, and a rank that cannot read its data: one message, exit 2.
+#  - a batch not divisible by N, a rank that cannot read its data, and a usage error on one
+#    rank: one message, exit 2, nothing left running.
 # Usage: mpi_test.sh <odyssey> <grad_worker> <weights_diff>
 set -u
 odyssey=$1
@@ -56,6 +57,9 @@ for n in 2 4; do
   paste <(losses "$tmp/n1" | head -2) <(losses "$tmp/n$n" | head -2) |
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-4 * $1) bad = 1 } END { exit bad }' ||
     fail "-np $n: the first losses differ: $(paste -d' ' <(losses "$tmp/n1") <(losses "$tmp/n$n") | head -2 | tr '\n' ' ')"
+  # The first step's accuracy counts the whole batch (a fraction of 24 images) on every N.
+  [ "$(awk -F, '$1 == "step" { print $6; exit }' "$tmp/n1/metrics.csv")" = "$(awk -F, '$1 == "step" { print $6; exit }' "$tmp/n$n/metrics.csv")" ] ||
+    fail "-np $n: the first step's accuracy differs from one process's"
   "$weights_diff" "$tmp/n$n/weights.safetensors" "$tmp/n1/weights.safetensors" 0.02 >"$tmp/diff" ||
     fail "-np $n: final weights: $(cat "$tmp/diff")"
   echo "ok:   -np $n against one process: first losses within 1e-4, weights $(cat "$tmp/diff")"
@@ -135,6 +139,12 @@ out=$("${mpi[@]}" -q -np 1 "$odyssey" "${common[@]}" --data "$tmp/data" --out "$
 rc=$?
 [ "$rc" -eq 2 ] && [ "$(echo "$out" | grep -c "rank 1: .*train-images-idx3-ubyte")" -eq 1 ] && [ ! -e "$tmp/unread" ] &&
   echo "ok:   rank 1 cannot read its data: exit 2, one message" || fail "unreadable data on rank 1: exit $rc: $out"
+
+out=$(timeout 120 "${mpi[@]}" -q -np 1 "$odyssey" "${common[@]}" --data "$tmp/data" --out "$tmp/usage" : \
+      -np 1 "$odyssey" "${common[@]}" --data "$tmp/data" --bogus --out "$tmp/usage" 2>&1)
+rc=$?
+[ "$rc" -eq 2 ] && [ "$(echo "$out" | grep -c "The following argument was not expected: --bogus")" -eq 1 ] &&
+  echo "ok:   a usage error on rank 1 alone: exit 2, one message" || fail "usage error on rank 1: exit $rc: $out"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures case(s) failed"

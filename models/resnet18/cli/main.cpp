@@ -3,13 +3,16 @@
 // Every error a user can cause ends in one message on stderr and exit code 2.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <functional>
 #include <map>
 #include <memory>
 #include <new>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "commands.h"
 import odyssey;
@@ -36,6 +39,7 @@ int main(int argc, char** argv) {
   // Under mpirun each process is one rank of a data-parallel run; rank 0 alone prints.
   std::unique_ptr<odyssey::MpiSession> mpi;
   std::unique_ptr<odyssey::MpiCommunicator> world;
+  std::unique_ptr<odyssey::TimedCommunicator> timed;
   if (odyssey::launched_by_mpirun()) {
     try {
       mpi = std::make_unique<odyssey::MpiSession>(argc, argv);
@@ -44,7 +48,8 @@ int main(int argc, char** argv) {
       return odyssey::cli::kExitBadInput;
     }
     world = std::make_unique<odyssey::MpiCommunicator>();
-    odyssey::cli::communicator() = world.get();
+    timed = std::make_unique<odyssey::TimedCommunicator>(*world);
+    odyssey::cli::communicator() = timed.get();
     if (world->rank() != 0 && !std::freopen("/dev/null", "w", stdout)) return odyssey::cli::kExitBadInput;
   }
   CLI::App app{
@@ -61,13 +66,30 @@ int main(int argc, char** argv) {
                                                      {"eval", odyssey::cli::add_eval(app)},
                                                      {"predict", odyssey::cli::add_predict(app)},
                                                      {"info", odyssey::cli::add_info(app)}};
+  // 0: parsed; 1: --help or --version shown; 2: a usage error.
+  int parsed = 0;
+  std::function<void()> report;
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
-    return app.exit(e);
+    parsed = 1;
+    report = [&app, e] { app.exit(e); };
   } catch (const CLI::ParseError& e) {
-    if (odyssey::cli::lead_rank()) app.exit(e);  // prints the message and a --help hint
-    return odyssey::cli::kExitBadInput;
+    parsed = 2;
+    report = [&app, e] { app.exit(e); };  // prints the message and a --help hint
+  }
+  if (auto* comm = odyssey::cli::communicator(); odyssey::distributed(comm)) {
+    // Every rank learns how the others parsed (MPMD launches give ranks other arguments): a
+    // rank that stopped alone would leave the others waiting in the first collective.
+    const double mine = parsed;
+    std::vector<double> all(std::size_t(comm->size()));
+    comm->allgather(std::span<const double>(&mine, 1), all);
+    const int worst = int(*std::max_element(all.begin(), all.end()));
+    if (parsed && (comm->rank() == 0 || all[0] != parsed)) report();
+    if (worst) return worst == 2 ? odyssey::cli::kExitBadInput : 0;
+  } else if (parsed) {
+    report();
+    return parsed == 2 ? odyssey::cli::kExitBadInput : 0;
   }
   try {
     for (auto* sub : app.get_subcommands()) return run.at(sub->get_name())();

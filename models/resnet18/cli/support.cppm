@@ -76,9 +76,10 @@ decltype(auto) with_model(const ModelSpec& m, F&& f) {
   throw ValueError(fmt::format("unknown model '{}' ({})", m.arch, kModels));
 }
 
-/// The ranks of a data-parallel run under mpirun (set by main; null for a single process).
-inline Communicator*& communicator() {
-  static Communicator* c = nullptr;
+/// The ranks of a data-parallel run under mpirun (set by main; null for a single process),
+/// timed, to report communication's share of the run.
+inline TimedCommunicator*& communicator() {
+  static TimedCommunicator* c = nullptr;
   return c;
 }
 /// Whether this process prints: a single process, or rank 0 of a data-parallel run.

@@ -255,6 +255,10 @@ int run_train(TrainArgs& a) {
   if (!r.other_weights.empty())
     std::printf("         %s (%s)\n", r.other_weights.string().c_str(),
                 a.settings.ema_eval ? "the last weights" : "the weight average");
+  if (auto* comm = communicator(); distributed(comm))
+    std::printf("data parallel: %d processes, %.1f training images/s; rank 0 spent %.1f s (%.1f%% of the run) in "
+                "communication (moving data and waiting for the other ranks)\n",
+                comm->size(), r.images_per_second, comm->seconds(), 100 * comm->seconds() / r.seconds);
   std::printf("metrics: %s\n", r.metrics.string().c_str());
   if (r.plot_problem.empty()) std::printf("plot:    %s\n", r.plot.string().c_str());
   else std::printf("plot:    none: %s\n", r.plot_problem.c_str());
