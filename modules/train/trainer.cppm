@@ -492,8 +492,15 @@ TrainResult train(Net& net, const TrainSettings& s, const RunOptions& run, const
     return ckpt;
   };
   auto checkpoint_due = [&] {
-    return (run.checkpoint_every && step % run.checkpoint_every == 0) ||
-           (run.checkpoint_minutes > 0 && detail::seconds_since(last_checkpoint_time) >= 60 * run.checkpoint_minutes);
+    if (run.checkpoint_every && step % run.checkpoint_every == 0) return true;
+    if (!(run.checkpoint_minutes > 0)) return false;
+    double due = detail::seconds_since(last_checkpoint_time) >= 60 * run.checkpoint_minutes ? 1 : 0;
+    if (comm) {  // rank 0's clock decides, so that every rank enters the save together
+      std::vector<double> all(ranks);
+      comm->allgather(std::span<const double>(&due, 1), all);
+      due = all[0];
+    }
+    return due != 0;
   };
 
   TrainStep<Net> trainer(s.label_smoothing, s.seed, comm);

@@ -8,6 +8,9 @@
 //   grad_worker [--local-bn]
 // --local-bn is the control: batch norm normalises each shard on its own statistics (no
 // synchronisation), which must fail the same check.
+//   grad_worker --checksum
+// checks the per-epoch state comparison: equal models pass, and when the last rank's model
+// differs in one value every rank stops with the message naming it.
 //   grad_worker --steps K
 // trains K steps (SGD, momentum 0.9, lr 0.01) sharded and whole, and as a yardstick whole
 // again with each batch's images in reverse order (the same math, other float summation
@@ -150,6 +153,20 @@ int main(int argc, char** argv) {
   MpiCommunicator world;
   const bool local_bn = argc > 1 && std::strcmp(argv[1], "--local-bn") == 0;
   const int n = world.size(), rank = world.rank();
+  if (argc > 1 && std::strcmp(argv[1], "--checksum") == 0) {
+    auto net = std::make_unique<Net>(3);
+    detail::expect_same_state(world, state(*net), 1);  // the same model everywhere: no error
+    if (rank == n - 1) parameters(*net).front().value[0] += 1e-6f;
+    try {
+      detail::expect_same_state(world, state(*net), 2);
+      std::printf("rank %d: a differing rank went unnoticed\n", rank);
+      return 1;
+    } catch (const Error& e) {
+      const bool named = std::string(e.what()).find("rank(s) " + std::to_string(n - 1) + " differs") != std::string::npos;
+      if (rank == 0) std::printf("%s: %s\n", named ? "caught" : "WRONG MESSAGE", e.what());
+      return named ? 0 : 1;
+    }
+  }
   if (argc > 2 && std::strcmp(argv[1], "--steps") == 0) {
     const std::size_t k = std::stoul(argv[2]);
     const auto sharded = train_steps(&world, std::size_t(rank), std::size_t(n), k, false);

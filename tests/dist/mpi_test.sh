@@ -4,6 +4,7 @@
 #  - one step over N = 1, 2, 3, 4 ranks equals the single-process step (grad_worker: within
 #    1e-4; unsynchronised batch norm, the control, must fail), and 16 steps drift apart no
 #    faster than a single process with other summation orders (reversed batches);
+#  - the per-epoch state checksum stops every rank when one rank's model differs;
 #  - `mpirun -np 2|4 odyssey train` against `odyssey train`: the first steps' losses agree
 #    within 1e-4, the final weights within 2% (the float rounding of the sums grows in
 #    training; grad_worker --steps shows the reversed-batch yardstick at several times
@@ -39,6 +40,10 @@ if out=$("${mpi[@]}" -np 2 "$grad_worker" --local-bn 2>&1); then
 else
   echo "ok:   the control (batch norm per shard) fails: $(echo "$out" | head -1)"
 fi
+for n in 2 3; do
+  out=$("${mpi[@]}" -np "$n" "$grad_worker" --checksum 2>&1) && echo "ok:   $n ranks, one differs: $out" ||
+    fail "the state checksum on $n ranks: $out"
+done
 out=$("${mpi[@]}" -np 2 "$grad_worker" --steps 16 2>&1)
 echo "$out" | tail -1
 read -r sharded reversed <<<"$(echo "$out" | sed -n 's/^weights: 2 ranks \([^ ]*\) from whole; reversed batches \([^ ]*\) from whole.*/\1 \2/p')"
@@ -70,7 +75,8 @@ cmp -s "$tmp/n2/weights.safetensors" "$tmp/n2again/weights.safetensors" && echo 
   fail "-np 2 repeated: the weights differ"
 
 # Stops: 12 batches per epoch, without --quiet, to watch the progress lines.
-slow=("${common[@]}" --data "$tmp/more" --batch-size 24)
+# Time-based mid-epoch checkpoints too (every 0.3 s: rank 0's clock decides for all ranks).
+slow=("${common[@]}" --data "$tmp/more" --batch-size 24 --checkpoint-every 0.005m)
 "${mpi[@]}" -np 2 "$odyssey" "${slow[@]}" --out "$tmp/slow" >/dev/null 2>&1 || fail "the uninterrupted -np 2 run"
 start_in_epoch_2() {  # $1: run directory, $2: ranks; sets pid
   "${mpi[@]}" -np "$2" "$odyssey" "${slow[@]}" --out "$1" >"$1.log" 2>"$1.err" &
