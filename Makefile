@@ -2,7 +2,7 @@
 # the bootstrap, which installs whatever is missing and is quick when nothing is.
 #
 #   make train   build, then train ResNet-18 on Fashion-MNIST (the main job)
-#   make train-full  the same on every image for 5 epochs (75-115 minutes on 2 cores)
+#   make train-full  the same on every image for 5 epochs (50-110 minutes on 2 cores)
 #   make test    build, then run the whole test suite (what .ci/run calls)
 #   make bench   build, then run the perf suites (installs python3-torch for comparisons)
 #   make fuzz    build the fuzz preset, fuzz each reader FUZZ_SECONDS (default 60)
@@ -40,14 +40,14 @@ train: configure
 	@$(CMAKE) --build --preset $(PRESET) --target odyssey_cli
 	@build/$(PRESET)/models/resnet18/odyssey train $(TRAIN_ARGS) --out runs/make-train-$$(date +%Y%m%d-%H%M%S)
 
-# Every kernel at every ResNet-18 shape, then ResNet-18 end to end beside PyTorch.
 # The long job: every training image, 5 epochs, light augmentation, flip test-time
-# augmentation; about 75 minutes on Zen 5/Xeon and 110 on Zen 3 (docs/accuracy.md).
+# augmentation; 93.23% in 49 minutes on a Xeon, about 110 on Zen 3 (docs/accuracy.md).
 TRAIN_FULL_ARGS ?= --epochs 5 --image-size 28 --batch-size 32 --schedule cosine --lr 0.005 --translate 2 --flip random --tta flip
 train-full: configure
 	@$(CMAKE) --build --preset $(PRESET) --target odyssey_cli
 	@build/$(PRESET)/models/resnet18/odyssey train $(TRAIN_FULL_ARGS) --out runs/make-train-full-$$(date +%Y%m%d-%H%M%S)
 
+# Every kernel at every ResNet-18 shape, then ResNet-18 end to end beside PyTorch.
 bench: PRESET = release
 bench: bootstrap-torch build
 	@build/release/perf/kernels_bench --benchmark_counters_tabular=true \
