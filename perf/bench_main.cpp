@@ -27,6 +27,11 @@ double machine_peak_gflops() {
   return peak;
 }
 
+double machine_bandwidth_gbs() {
+  static const double gbs = measured_bandwidth_gbs(bench_threads());
+  return gbs;
+}
+
 void report_flops(benchmark::State& state, double flops) {
   const double total = flops * double(state.iterations());
   state.counters["GFLOP/s"] = benchmark::Counter(total / 1e9, benchmark::Counter::kIsRate);
@@ -41,14 +46,25 @@ void report_bytes(benchmark::State& state, double bytes) {
   state.counters["GB/s"] = benchmark::Counter(total / 1e9, benchmark::Counter::kIsRate);
   state.counters["%design"] =
       benchmark::Counter(total / 1e9 / kDesignBandwidthGBs * 100, benchmark::Counter::kIsRate);
+  state.counters["%bandwidth"] =
+      benchmark::Counter(total / 1e9 / machine_bandwidth_gbs() * 100, benchmark::Counter::kIsRate);
 }
 
 int run_benchmarks(int argc, char** argv, const char* suite) {
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism, bench_threads());
-  std::printf("%s: %s, SIMD target %s, %zu threads, fp32 peak measured %.0f GFLOP/s (DESIGN.md: %.0f), "
-              "bandwidth reference %.0f GB/s\n",
+  const double ghz = measured_clock_ghz(bench_threads());
+  std::printf("%s: %s, SIMD target %s, %zu threads, fp32 peak measured %.0f GFLOP/s (DESIGN.md: %.0f; "
+              "%.1f FLOP per cycle per thread at the %.2f GHz a dependent-add chain measures), "
+              "memory bandwidth measured %.1f GB/s (DESIGN.md: %.0f)\n",
               suite, cpu_name().c_str(), odyssey::kernels::active_target().c_str(), bench_threads(),
-              machine_peak_gflops(), kDesignPeakGflops, kDesignBandwidthGBs);
+              machine_peak_gflops(), kDesignPeakGflops,
+              ghz > 0 ? machine_peak_gflops() / double(bench_threads()) / ghz : 0.0, ghz, machine_bandwidth_gbs(),
+              kDesignBandwidthGBs);
+  benchmark::AddCustomContext("cpu", cpu_name());
+  benchmark::AddCustomContext("simd_target", odyssey::kernels::active_target());
+  benchmark::AddCustomContext("peak_gflops", std::to_string(machine_peak_gflops()));
+  benchmark::AddCustomContext("clock_ghz", std::to_string(ghz));
+  benchmark::AddCustomContext("bandwidth_gbs", std::to_string(machine_bandwidth_gbs()));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -1,9 +1,11 @@
-// Every kernel at every ResNet-18 (CIFAR) shape, batch 128, fp32: GFLOP/s for conv and
-// linear, GB/s for the memory-bound ops, each also as a percentage of the machine's limits.
+// Every kernel at every ResNet-18 (CIFAR) shape, batch 128 (ODYSSEY_BATCH to change it),
+// fp32: GFLOP/s for conv and linear, GB/s for the memory-bound ops, each also as a
+// percentage of the machine's limits.
 #include "bench_main.h"
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 import odyssey;
@@ -13,7 +15,11 @@ namespace op = odyssey::perf;
 
 namespace {
 
-constexpr std::size_t kBatch = 128;
+const std::size_t kBatch = [] {
+  const char* env = std::getenv("ODYSSEY_BATCH");
+  const long v = env ? std::strtol(env, nullptr, 10) : 128;
+  return static_cast<std::size_t>(v > 0 ? v : 128);
+}();
 
 struct ConvCase {
   const char* name;
@@ -271,5 +277,7 @@ void register_others() {
 int main(int argc, char** argv) {
   register_convs();
   register_others();
-  return op::run_benchmarks(argc, argv, "kernels");
+  const std::string suite = "kernels at batch " + std::to_string(kBatch);
+  benchmark::AddCustomContext("batch", std::to_string(kBatch));
+  return op::run_benchmarks(argc, argv, suite.c_str());
 }

@@ -9,8 +9,11 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,6 +68,69 @@ double measured_peak_gflops(std::size_t threads) {
     const double flops = double(threads) * double(iterations) * double(HWY_DYNAMIC_DISPATCH(flops_per_iteration)());
     best = std::max(best, flops / s / 1e9);
   }
+  return best;
+}
+
+namespace {
+/// Runs body(t) on `threads` threads at once; seconds from the first start to the last end.
+template <class Body>
+double timed_on_threads(std::size_t threads, const Body& body) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> pool;
+  for (std::size_t t = 0; t < threads; ++t) pool.emplace_back([&body, t] { body(t); });
+  for (auto& th : pool) th.join();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+double measured_clock_ghz(std::size_t threads) {
+#if defined(__x86_64__)
+  // 10 dependent adds per iteration, 20 M iterations: 200 M cycles, ~0.07 s at 3 GHz.
+  constexpr std::uint64_t kIterations = 20'000'000, kAddsPerIteration = 10;
+  auto chain = [](std::size_t) {
+    std::uint64_t v = 0;
+    for (std::uint64_t i = 0; i < kIterations; ++i)
+      asm volatile(
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+          : "+r"(v));
+    volatile std::uint64_t sink = v;
+    (void)sink;
+  };
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep)
+    best = std::max(best, double(kIterations * kAddsPerIteration) / timed_on_threads(threads, chain) / 1e9);
+  return best;
+#else
+  (void)threads;
+  return 0;
+#endif
+}
+
+double measured_bandwidth_gbs(std::size_t threads) {
+  // 3 arrays of 64 MiB: several times any L3 a 2-core slice of these hosts sees.
+  constexpr std::size_t kFloats = std::size_t{16} << 20;
+  const std::unique_ptr<float[]> a(new float[kFloats]), b(new float[kFloats]), c(new float[kFloats]);
+  const std::size_t part = kFloats / threads;
+  auto range = [&](std::size_t t) { return std::pair{t * part, t + 1 == threads ? kFloats : (t + 1) * part}; };
+  timed_on_threads(threads, [&](std::size_t t) {  // each thread touches its own pages first
+    const auto [lo, hi] = range(t);
+    std::fill(a.get() + lo, a.get() + hi, 0.0f);
+    std::fill(b.get() + lo, b.get() + hi, 1.0f);
+    std::fill(c.get() + lo, c.get() + hi, 2.0f);
+  });
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const double s = timed_on_threads(threads, [&](std::size_t t) {
+      const auto [lo, hi] = range(t);
+      float* HWY_RESTRICT pa = a.get();
+      const float* HWY_RESTRICT pb = b.get();
+      const float* HWY_RESTRICT pc = c.get();
+      for (std::size_t i = lo; i < hi; ++i) pa[i] = pb[i] + pc[i];
+    });
+    best = std::max(best, 3.0 * sizeof(float) * double(kFloats) / s / 1e9);
+  }
+  if (a[kFloats / 2] != 3.0f) return 0;  // keeps the loop's result live
   return best;
 }
 

@@ -15,6 +15,17 @@ inline constexpr double kDesignBandwidthGBs = 45.0;
 /// SIMD target (chains sized to its register file).
 double measured_peak_gflops(std::size_t threads);
 
+/// Core clock in GHz while `threads` threads run, from chains of dependent integer adds (one
+/// cycle each on every x86 core): an independent check of measured_peak_gflops, whose
+/// FLOPs per cycle per thread must come out as the core's FMA width (32 for two 256-bit FMA
+/// pipes, 64 for two 512-bit ones); a lower figure means the peak loop is not at the limit.
+/// 0 where no such loop is written (not x86-64).
+double measured_clock_ghz(std::size_t threads);
+
+/// Memory bandwidth with `threads` threads, GB/s: STREAM's add (a = b + c) over arrays far
+/// larger than the caches, bytes read and written counted once (as the kernels' floors are).
+double measured_bandwidth_gbs(std::size_t threads);
+
 /// The CPU, for perf tables: "<model name> (family F, model M)" from /proc/cpuinfo.
 std::string cpu_name();
 

@@ -1,13 +1,15 @@
 """ResNet-18 end to end, odyssey beside PyTorch, in one run: a training step (forward,
-backward, SGD) and inference at batch 128 with 2 threads, each in its own process so peak
-resident memory is measured per implementation.
+backward, SGD) at batch 128 and 32 and inference at batch 128 and 1, with 2 threads, each in
+its own process so peak resident memory is measured per implementation. Small batches time
+more steps (at least 640 images), so every row measures a similar span of time.
 
 PyTorch runs twice: as installed, and with glibc's malloc told to keep freed memory
 (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_), because on this machine kind every fresh
 large allocation costs page faults that dominate PyTorch's step; the second row is PyTorch
 at its best here. The ratio column compares odyssey with that best row.
 
-Usage: /usr/bin/python3 perf/resnet18_bench.py [--build build/release] [--steps 5] [--json FILE]
+Usage: /usr/bin/python3 perf/resnet18_bench.py [--build build/release] [--train-batches 128,32]
+           [--infer-batches 128,1] [--threads 2] [--json FILE]
 """
 import argparse
 import json
@@ -24,6 +26,15 @@ def run(cmd, env=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def steps_for(batch, quick=False):
+    """--steps and --warmup arguments for a batch: 5 timed steps (2 warm-up) at batch 128,
+    more for smaller batches so the timed span covers at least 640 images (at most 200 steps)."""
+    if quick:
+        return ["--steps", "2", "--warmup", "1"]
+    steps = min(200, max(5, -(-640 // batch)))
+    return ["--steps", str(steps), "--warmup", str(max(2, steps // 4))]
+
+
 def have_torch():
     return subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
 
@@ -31,32 +42,34 @@ def have_torch():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build", "release"))
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--train-batches", default="128,32", help="comma-separated batch sizes of the training rows")
+    ap.add_argument("--infer-batches", default="128,1", help="comma-separated batch sizes of the inference rows")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
-    common = ["--batch", str(a.batch), "--steps", str(a.steps), "--warmup", str(a.warmup), "--threads", str(a.threads)]
     ours_bin = os.path.join(a.build, "perf", "resnet18_bench")
     torch_ok = have_torch()
     rows = []
-    for mode in ("train", "infer"):
-        print(f"timing {mode} ...", file=sys.stderr, flush=True)
+    cases = [("train", int(b)) for b in a.train_batches.split(",") if b] + \
+            [("infer", int(b)) for b in a.infer_batches.split(",") if b]
+    for mode, batch in cases:
+        print(f"timing {mode} at batch {batch} ...", file=sys.stderr, flush=True)
+        common = ["--batch", str(batch), "--threads", str(a.threads)] + steps_for(batch)
         ours = run([ours_bin, "--mode", mode] + common)
-        row = {"mode": mode, "odyssey": ours}
+        row = {"mode": mode, "batch": batch, "odyssey": ours}
         if torch_ok:
             script = [sys.executable, os.path.join(HERE, "torch_resnet18.py"), "--mode", mode] + common
             row["pytorch"] = run(script)
             row["pytorch_tuned"] = run(script, TUNED_MALLOC)
         rows.append(row)
 
-    print(f"\nResNet-18 (CIFAR, 32x32), batch {a.batch}, {a.threads} threads, fp32, "
-          f"SIMD target {rows[0]['odyssey']['target']}")
+    o = rows[0]["odyssey"]
+    print(f"\nResNet-18 (CIFAR, 32x32), {a.threads} threads, fp32, {o.get('cpu', 'CPU not recorded')}, "
+          f"SIMD target {o['target']}, measured peak {o['peak_gflops']:.0f} GFLOP/s")
     head = f"{'':22}{'images/s':>10}{'% design limit':>16}{'% measured limit':>18}{'peak RSS MB':>13}{'ratio':>8}"
     for row in rows:
         o = row["odyssey"]
-        print(f"\n{'training step' if row['mode'] == 'train' else 'inference'} "
+        print(f"\n{'training step' if row['mode'] == 'train' else 'inference'}, batch {row['batch']} "
               f"(design limit {o['limit_design_images_per_second']:.0f} images/s, this machine's "
               f"{o['limit_measured_images_per_second']:.0f})")
         print(head)

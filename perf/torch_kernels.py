@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from summary import CONV3X3, CONVS  # noqa: E402  (the shapes, shared with the table)
+from summary import CONV_ROWS, CONVS  # noqa: E402  (the shapes, shared with the table)
 
 
 def median_seconds(fn, reps):
@@ -35,17 +35,18 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = {}
-    for name in CONV3X3:
-        c, h, k, s, _, _ = CONVS[name]
+    for name in CONV_ROWS:
+        c, h, k, s, r, _ = CONVS[name]
+        p = r // 2
         x = torch.randn(a.batch, c, h, h)
-        w = torch.randn(k, c, 3, 3)
-        y = F.conv2d(x, w, None, s, 1)
+        w = torch.randn(k, c, r, r)
+        y = F.conv2d(x, w, None, s, p)
         dy = torch.randn_like(y)
 
         def bwd(mask):
-            return lambda: torch.ops.aten.convolution_backward(dy, x, w, None, [s, s], [1, 1], [1, 1], False, [0, 0], 1, mask)
+            return lambda: torch.ops.aten.convolution_backward(dy, x, w, None, [s, s], [p, p], [1, 1], False, [0, 0], 1, mask)
 
-        out[f"conv2d/fwd/{name}"] = median_seconds(lambda: F.conv2d(x, w, None, s, 1), a.reps)
+        out[f"conv2d/fwd/{name}"] = median_seconds(lambda: F.conv2d(x, w, None, s, p), a.reps)
         out[f"conv2d/bwd_data/{name}"] = median_seconds(bwd([True, False, False]), a.reps)
         out[f"conv2d/bwd_weights/{name}"] = median_seconds(bwd([False, True, False]), a.reps)
     x = torch.randn(a.batch, 64, 32, 32, requires_grad=True)
