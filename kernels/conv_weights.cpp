@@ -6,11 +6,12 @@
 // kRows input channels by kVectors vectors of output channels; per pixel it loads the
 // kVectors dy vectors once and broadcasts kRows x values.
 //
-// Determinism: every task owns a disjoint set of dw elements (an output-channel group and a
-// range of input channels, all taps) and sums over all pixels itself, in chunks of about
-// kChunkPixels pixels taken in order. No partial sums cross tasks, so the result is the same
-// for any thread count. The chunk keeps dy (kChunkPixels x kGroup) and the x rows it needs in
-// L1/L2 while every tap and channel tile of the task passes over it.
+// Determinism: the output rows are cut into detail::weight_parts contiguous parts (a count
+// that depends on the shape only). A task owns one output-channel group of one part, all
+// input channels and taps, and sums its rows in order, in chunks of about kChunkPixels
+// pixels, into that part's partial result; the partials are then added in part order. So
+// the result is the same for any thread count. The chunk keeps dy (kChunkPixels x kGroup)
+// and the x rows it needs in L1/L2 while every tap and channel tile of the task passes over it.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "conv_weights.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -23,13 +24,13 @@
 #include "common.h"
 #include "conv-inl.h"
 #include "odyssey/kernels/conv.h"
+#include "weight_parts.h"
 #include "winograd.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace odyssey::kernels::HWY_NAMESPACE {
 
 constexpr std::size_t kChunkPixels = 256;
-constexpr std::size_t kMinTasks = 2;  // enough to balance two threads
 
 template <class T>
 struct WeightsJob {
@@ -40,9 +41,10 @@ struct WeightsJob {
   std::size_t kp, rows_per_chunk;
 };
 
-/// One channel tile (MR input channels, one output group) of one tap over one chunk of rows.
+/// One channel tile (MR input channels, one output group) of one tap over one chunk of rows,
+/// added to `acc` ([R*S][C][Kp]) or, for the part's first chunk (`first`), stored there.
 template <class Tile, std::size_t MR, bool kFull, class T>
-HWY_INLINE void weights_tile(const WeightsJob<T>& j, std::size_t grp, std::size_t width,
+HWY_INLINE void weights_tile(const WeightsJob<T>& j, T* part_acc, bool first, std::size_t grp, std::size_t width,
                              std::size_t rs, std::size_t c0, std::size_t row0, std::size_t row1) {
   const typename Tile::D d;
   constexpr std::size_t NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
@@ -56,13 +58,13 @@ HWY_INLINE void weights_tile(const WeightsJob<T>& j, std::size_t grp, std::size_
   const std::ptrdiff_t hi_num = static_cast<std::ptrdiff_t>(sh.w) - 1 + pad - static_cast<std::ptrdiff_t>(s);
   const std::size_t q_hi =
       hi_num < 0 ? 0 : std::min(Q, static_cast<std::size_t>(hi_num) / sh.stride + 1);
-  if (q_lo >= q_hi && row0 != 0) return;  // nothing to add to this tile
+  if (q_lo >= q_hi && !first) return;  // nothing to add to this tile
 
-  T* out = j.acc + (rs * sh.c + c0) * j.kp + grp * G;
+  T* out = part_acc + (rs * sh.c + c0) * j.kp + grp * G;
   hn::Vec<decltype(d)> acc[MR * NV];
   for (std::size_t i = 0; i < MR; ++i)
     for (std::size_t v = 0; v < NV; ++v)
-      acc[i * NV + v] = row0 == 0 ? hn::Zero(d) : hn::Load(d, out + i * j.kp + v * L);
+      acc[i * NV + v] = first ? hn::Zero(d) : hn::Load(d, out + i * j.kp + v * L);
   if (q_lo < q_hi) {
     for (std::size_t row = row0; row < row1; ++row) {
       const std::size_t n = row / P, p = row % P;
@@ -79,56 +81,58 @@ HWY_INLINE void weights_tile(const WeightsJob<T>& j, std::size_t grp, std::size_
 }
 
 template <class Tile, std::size_t MR, class T>
-HWY_INLINE void weights_tile_any(const WeightsJob<T>& j, std::size_t grp, std::size_t width,
-                                 std::size_t rs, std::size_t c0, std::size_t row0,
+HWY_INLINE void weights_tile_any(const WeightsJob<T>& j, T* part_acc, bool first, std::size_t grp,
+                                 std::size_t width, std::size_t rs, std::size_t c0, std::size_t row0,
                                  std::size_t row1) {
   if (width == Tile::kGroup) {
-    weights_tile<Tile, MR, true>(j, grp, width, rs, c0, row0, row1);
+    weights_tile<Tile, MR, true>(j, part_acc, first, grp, width, rs, c0, row0, row1);
   } else {
-    weights_tile<Tile, MR, false>(j, grp, width, rs, c0, row0, row1);
+    weights_tile<Tile, MR, false>(j, part_acc, first, grp, width, rs, c0, row0, row1);
   }
 }
 
 /// Channel tiles narrower than kRows (the last one when C is not a multiple) get their own
 /// instantiation, so no tile reads past its channels.
 template <class Tile, class T, std::size_t... I>
-HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, std::size_t grp,
-                                  std::size_t width, std::size_t rs, std::size_t c0,
+HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, T* part_acc, bool first,
+                                  std::size_t grp, std::size_t width, std::size_t rs, std::size_t c0,
                                   std::size_t row0, std::size_t row1, std::index_sequence<I...>) {
-  ((mr == I + 1 ? weights_tile_any<Tile, I + 1>(j, grp, width, rs, c0, row0, row1) : void()), ...);
+  ((mr == I + 1 ? weights_tile_any<Tile, I + 1>(j, part_acc, first, grp, width, rs, c0, row0, row1) : void()),
+   ...);
 }
 
+/// Output group `grp`, every input channel and tap, over output rows [rows_begin, rows_end)
+/// (at least one), into `part_acc`.
 template <class Tile, class T>
-HWY_NOINLINE void weights_task(const WeightsJob<T>& j, std::size_t grp, std::size_t c_begin,
-                               std::size_t c_end) {
+HWY_NOINLINE void weights_task(const WeightsJob<T>& j, T* part_acc, std::size_t grp, std::size_t rows_begin,
+                               std::size_t rows_end) {
   constexpr std::size_t MR = Tile::kRows, G = Tile::kGroup;
   const Conv2dShape& sh = *j.sh;
-  const std::size_t width = std::min(G, sh.k - grp * G), rows = sh.n * sh.p(), RS = sh.r * sh.s;
-  for (std::size_t row0 = 0; row0 < rows; row0 += j.rows_per_chunk) {
-    const std::size_t row1 = std::min(rows, row0 + j.rows_per_chunk);
+  const std::size_t width = std::min(G, sh.k - grp * G), RS = sh.r * sh.s;
+  for (std::size_t row0 = rows_begin; row0 < rows_end; row0 += j.rows_per_chunk) {
+    const std::size_t row1 = std::min(rows_end, row0 + j.rows_per_chunk);
     for (std::size_t rs = 0; rs < RS; ++rs)
-      for (std::size_t c0 = c_begin; c0 < c_end; c0 += MR)
-        weights_tile_rows<Tile>(std::min(MR, c_end - c0), j, grp, width, rs, c0, row0, row1,
-                                std::make_index_sequence<MR>());
+      for (std::size_t c0 = 0; c0 < sh.c; c0 += MR)
+        weights_tile_rows<Tile>(std::min(MR, sh.c - c0), j, part_acc, row0 == rows_begin, grp, width, rs, c0,
+                                row0, row1, std::make_index_sequence<MR>());
   }
 }
 
 template <class T, class Tile>
 void conv_backward_weights(const Conv2dShape& sh, const T* x, const T* dy, T* dw, T* db, T* ws) {
-  constexpr std::size_t MR = Tile::kRows, G = Tile::kGroup;
+  constexpr std::size_t G = Tile::kGroup;
   const std::size_t groups = detail::ceil_div(sh.k, G), kp = groups * G, RS = sh.r * sh.s;
+  const std::size_t rows = sh.n * sh.p(), parts = detail::conv_weight_parts(sh);
+  const std::size_t stride = detail::conv_weight_partial_size(sh);  // between the parts' results
   const WeightsJob<T> job{&sh, x, dy, ws, kp, std::max<std::size_t>(1, kChunkPixels / sh.q())};
-  // Split the input channels so that there are at least kMinTasks tasks.
-  const std::size_t ctiles = detail::ceil_div(sh.c, MR);
-  const std::size_t splits = std::min(ctiles, detail::ceil_div(kMinTasks, groups));
-  const std::size_t tiles_per = detail::ceil_div(ctiles, splits);
-  detail::parallel_items(groups * splits, [&](std::size_t item) {
-    const std::size_t grp = item / splits, part = item % splits;
-    const std::size_t c_begin = std::min(sh.c, part * tiles_per * MR);
-    const std::size_t c_end = std::min(sh.c, c_begin + tiles_per * MR);
-    if (c_begin < c_end) weights_task<Tile>(job, grp, c_begin, c_end);
+  detail::parallel_items(groups * parts, [&](std::size_t item) {
+    const std::size_t grp = item % groups, part = item / groups;
+    weights_task<Tile>(job, ws + part * stride, grp, detail::part_begin(rows, part, parts),
+                       detail::part_begin(rows, part + 1, parts));
   });
-  // dw (PyTorch's [K][C][R][S]) += the task results ([R*S][C][Kp]).
+  // The parts' results ([R*S][C][Kp] each) added in part order, then dw (PyTorch's
+  // [K][C][R][S]) += their sum.
+  detail::sum_parts(ws, RS * sh.c * kp, parts, stride);
   detail::parallel_items(detail::ceil_div(sh.k, 16), [&](std::size_t kb) {
     for (std::size_t k = kb * 16; k < std::min(sh.k, kb * 16 + 16); ++k)
       for (std::size_t c = 0; c < sh.c; ++c)

@@ -38,6 +38,7 @@
 
 #include "common.h"
 #include "conv-inl.h"
+#include "weight_parts.h"
 #include "winograd.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -407,24 +408,24 @@ struct WinoGradJob {
   const Conv2dShape* sh;
   Patches<T> x;   // zero: winograd_row(max(C, K)) zeros, also read for dy outside the output
   const T* dy;
-  T* du;          // [16][C][kp]
   std::size_t kp, sub_tiles;
 };
 
-/// dU for output group `grp`, input channels [c_begin, c_end), all 16 xi.
+/// dU for output group `grp`, input channels [c_begin, c_end), all 16 xi, summed over tiles
+/// [t_begin, t_end) (at least one) into `du` ([16][C][kp]).
 template <class Tile, class T>
-HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, std::size_t grp, std::size_t c_begin,
-                                        std::size_t c_end, T* slot) {
+HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::size_t grp, std::size_t c_begin,
+                                        std::size_t c_end, std::size_t t_begin, std::size_t t_end, T* slot) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
   const Conv2dShape& sh = *j.sh;
   const std::size_t crange = c_end - c_begin, crow = detail::winograd_row(crange), S = j.sub_tiles;
-  const std::size_t width = std::min(G, sh.k - grp * G), tiles = j.x.grid.tiles(sh.n);
+  const std::size_t width = std::min(G, sh.k - grp * G);
   T* v = slot;                  // [16][S][crow]
   T* z = slot + 16 * S * crow;  // [16][S][G]
   const Patches<T>& pt = j.x;
-  for (std::size_t s0 = 0; s0 < tiles; s0 += S) {
-    const std::size_t nt = std::min(S, tiles - s0);
+  for (std::size_t s0 = t_begin; s0 < t_end; s0 += S) {
+    const std::size_t nt = std::min(S, t_end - s0);
     for (std::size_t t = 0; t < nt; ++t) {
       transform_input(d, pt, s0 + t, c_begin, crange, v + t * crow, S * crow);
       transform_grad<Tile>(j.dy, pt.grid, sh.k, s0 + t, grp, width, pt.zero, z + t * G, S * G);
@@ -432,7 +433,7 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, std::size_t grp
     // The GEMMs below are compute-bound and touch only the slot; meanwhile, prefetch what
     // the next sub-chunk's transforms read (a burst of loads with little arithmetic, which
     // otherwise waits on memory), a few tiles per xi.
-    const std::size_t next = s0 + S, next_end = std::min(tiles, next + S);
+    const std::size_t next = s0 + S, next_end = std::min(t_end, next + S);
     const std::size_t per_xi = detail::ceil_div(S, 16);
     for (std::size_t xi = 0; xi < 16; ++xi) {
       for (std::size_t t = next + xi * per_xi; t < std::min(next_end, next + (xi + 1) * per_xi); ++t) {
@@ -441,11 +442,11 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, std::size_t grp
       }
       for (std::size_t c0 = c_begin; c0 < c_end; c0 += MR) {
         const std::size_t mr = std::min(MR, c_end - c0);
-        T* out = j.du + (xi * sh.c + c0) * j.kp + grp * G;
+        T* out = du + (xi * sh.c + c0) * j.kp + grp * G;
         hn::Vec<decltype(d)> acc[MR * NV];
         for (std::size_t i = 0; i < MR; ++i)
           for (std::size_t k = 0; k < NV; ++k)
-            acc[i * NV + k] = s0 == 0 || i >= mr ? hn::Zero(d) : hn::Load(d, out + i * j.kp + k * L);
+            acc[i * NV + k] = s0 == t_begin || i >= mr ? hn::Zero(d) : hn::Load(d, out + i * j.kp + k * L);
         // Rows past mr read the slot's padding or the next channels: computed, never stored.
         tile_pixels<MR, NV, true>(d, v + xi * S * crow + (c0 - c_begin), crow, z + xi * S * G, G, nt, G, acc);
         for (std::size_t i = 0; i < mr; ++i)
@@ -460,23 +461,22 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
   using Tile = ConvTile<T>;
   constexpr std::size_t G = Tile::kGroup;
   const std::size_t groups = detail::ceil_div(sh.k, G), kp = groups * G;
+  // The tiles are cut into `parts` (by the shape alone: weight_parts.h); each part's dU goes
+  // to its own partial, `stride` elements apart, and the partials are added in part order.
+  const std::size_t parts = detail::winograd_weight_parts(sh), stride = detail::winograd_weight_partial_size(sh);
   T* du = ws;
-  T* zero = du + 16 * sh.c * detail::round_up(sh.k, detail::kWinogradMaxGroup);
+  T* zero = du + parts * stride;
   T* slots = zero + detail::winograd_row(std::max(sh.c, sh.k));
   std::fill(zero, slots, T(0));
   const Patches<T> patches{x, sh.h, sh.w, sh.c, static_cast<std::ptrdiff_t>(sh.pad), zero, Grid(sh.p(), sh.q())};
-  const WinoGradJob<T> job{&sh, patches, dy, du, kp, detail::kWinogradGradSubTiles};
-  // At least two tasks for two threads: with one output group, two input-channel ranges cut
-  // at a multiple of 16 (whole vectors for the input transform).
-  const std::size_t splits = groups < 2 && sh.c > 16 ? 2 : 1;
-  const std::size_t per_split = detail::round_up(detail::ceil_div(sh.c, splits), 16);
-  const std::size_t slot_size = detail::winograd_grad_slot_size(sh.c);
-  for_each_item_in_slots(groups * splits, [&](std::size_t item, std::size_t slot) {
-    const std::size_t grp = item / splits, part = item % splits;
-    const std::size_t c_begin = std::min(sh.c, part * per_split);
-    const std::size_t c_end = std::min(sh.c, c_begin + per_split);
-    if (c_begin < c_end) winograd_weights_task<Tile>(job, grp, c_begin, c_end, slots + slot * slot_size);
+  const WinoGradJob<T> job{&sh, patches, dy, kp, detail::kWinogradGradSubTiles};
+  const std::size_t tiles = patches.grid.tiles(sh.n), slot_size = detail::winograd_grad_slot_size(sh.c);
+  for_each_item_in_slots(groups * parts, [&](std::size_t item, std::size_t slot) {
+    const std::size_t grp = item % groups, part = item / groups;
+    winograd_weights_task<Tile>(job, du + part * stride, grp, 0, sh.c, detail::part_begin(tiles, part, parts),
+                                detail::part_begin(tiles, part + 1, parts), slots + slot * slot_size);
   });
+  detail::sum_parts(du, 16 * sh.c * kp, parts, stride);  // the parts' dU, added in part order
   // dw[k][c] += G^T dU[c][k] G, in blocks of 16 output channels: for each c, the block's
   // 16 values of every dU[xi][c] are one cache line.
   detail::parallel_items(detail::ceil_div(sh.k, 16), [&](std::size_t kb) {
@@ -545,7 +545,7 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
     return round_up(outs, kWinogradMaxGroup) * 16 * len + round_up(outs, kWinogradMaxGroup) +
            winograd_row(len) + kWinogradSlots * winograd_slot_size(len);
   };
-  const std::size_t weights = 16 * sh.c * round_up(sh.k, kWinogradMaxGroup) +
+  const std::size_t weights = winograd_weight_parts(sh) * winograd_weight_partial_size(sh) +
                               winograd_row(std::max(sh.c, sh.k)) + kWinogradSlots * winograd_grad_slot_size(sh.c);
   return std::max({one(sh.c, sh.k), one(sh.k, sh.c), weights});
 }

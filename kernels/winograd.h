@@ -51,7 +51,8 @@ constexpr bool winograd_applies(const Conv2dShape& sh) {
   return sh.r == 3 && sh.s == 3 && sh.stride == 1 && sh.pad <= 2;
 }
 
-// Weight gradient: dU [16][C][round_up(K, 64)], a zero row, then kWinogradSlots slots of one
+// Weight gradient: winograd_weight_parts(sh) partial dU [16][C][round_up(K, 64)] (one per
+// part of the tiles, weight_parts.h), a zero row, then kWinogradSlots slots of one
 // task's transformed input [16][sub-chunk tiles][row] and output gradient
 // [16][sub-chunk tiles][64] for a sub-chunk of kWinogradGradSubTiles tiles.
 //

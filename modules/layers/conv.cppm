@@ -57,7 +57,7 @@ class Conv2d {
     const auto g = geometry(dy.batch());
     T* db = nullptr;
     if constexpr (HasBias) db = bias.grad.data();
-    kernels::conv2d_backward_weights(g, x.data(), dy.data(), weight.grad.data(), db, ws_.data());
+    kernels::conv2d_backward_weights(g, x.data(), dy.data(), weight.grad.data(), db, workspace(dy.batch()));
     ctx.gradient_ready(weight.grad.span());
     if constexpr (HasBias) ctx.gradient_ready(bias.grad.span());
     dx.add(dy.batch(), [&](T* out, bool accumulate) {
@@ -74,6 +74,14 @@ class Conv2d {
  private:
   static constexpr kernels::Conv2dShape geometry(std::size_t n) {
     return {n, in_channels, In::extents[1], In::extents[2], K, Kernel, Kernel, Stride, Pad};
+  }
+  /// The workspace for a batch of n: forward and backward-data need the same for any batch,
+  /// the weight gradient's partial sums grow with it (kernels/weight_parts.h); grown only
+  /// when a batch needs more than any before.
+  T* workspace(std::size_t n) {
+    const std::size_t need = kernels::conv2d_workspace_size(geometry(n));
+    if (ws_.size() < need) ws_ = AlignedBuffer<T>::uninitialized(need);
+    return ws_.data();
   }
   const T* bias_data() const {
     if constexpr (HasBias) return bias.value.data();

@@ -85,11 +85,13 @@ int main() {
   if (r.epochs_run != 4) return fail("train ran " + std::to_string(r.epochs_run) + " epochs");
   if (r.test.accuracy < 0.3) return fail("the network learned nothing (chance is 10%)");
 
-  // Reloaded into a fresh network, the weights give the same evaluation.
+  // Reloaded into a fresh network, the weights give the same evaluation, bit for bit, at the
+  // trainer's evaluation batch size (at another one the mean loss is summed per batch in
+  // another grouping, which may differ in the last bit).
   Rng other(99);
   Net fresh(other);
   load_weights(r.weights, fresh);
-  const EvalResult again = evaluate(fresh, test_set, 32);
+  const EvalResult again = evaluate(fresh, test_set, run.eval_batch);
   if (again.accuracy != r.test.accuracy || again.loss != r.test.loss) return fail("the reloaded weights evaluate differently");
 
   // Images of another size are refused before any copy, naming both shapes.

@@ -48,6 +48,9 @@ const std::vector<ok::Conv2dShape> kShapes = {
     // runs backward-data with padding 0; more tiles than one block holds.
     shape(2, 17, 5, 6, 19, 3, 3, 1, 2),  shape(3, 20, 11, 9, 24, 3, 3, 1, 1),
     shape(3, 16, 2, 2, 16, 3, 3, 1, 1),
+    // Weight gradients whose reduction is cut into parts summed separately, then in order
+    // (kernels/weight_parts.h): 6 parts direct and 3 Winograd; 3 parts for the strided 1x1.
+    shape(8, 19, 30, 30, 21, 3, 3, 1, 1), shape(8, 13, 30, 30, 9, 1, 1, 2, 0),
 };
 
 // The algorithms that can compute g: direct always, Winograd for 3x3 stride 1.
@@ -191,23 +194,25 @@ BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
 }
 
 BOOST_AUTO_TEST_CASE(bitwise_identical_across_thread_counts_and_runs) {
-  // Large enough that every pass splits into many parallel tasks.
-  const auto g = shape(4, 64, 16, 16, 64, 3, 3, 1, 1);
-  const auto x = ot::random_values(g.x_size(), 21), w = ot::random_values(g.w_size(), 22);
-  const auto b = ot::random_values(g.k, 23), dy = ot::random_values(g.y_size(), 24);
-  for (const auto algo : algorithms(g)) {
-    Results one;
-    {
-      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
-      one = run<float>(g, x, w, b, dy, algo);
-    }
-    for (int rep = 0; rep < 3; ++rep) {
-      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
-      const Results two = run<float>(g, x, w, b, dy, algo);
-      BOOST_TEST(two.y == one.y, name(algo));
-      BOOST_TEST(two.dx == one.dx, name(algo));
-      BOOST_TEST(two.dw == one.dw, name(algo));
-      BOOST_TEST(two.db == one.db, name(algo));
+  // Large enough that every pass splits into many parallel tasks; the second cuts its
+  // weight gradients into parts (6 direct, 3 Winograd).
+  for (const auto& g : {shape(4, 64, 16, 16, 64, 3, 3, 1, 1), shape(8, 19, 30, 30, 21, 3, 3, 1, 1)}) {
+    const auto x = ot::random_values(g.x_size(), 21), w = ot::random_values(g.w_size(), 22);
+    const auto b = ot::random_values(g.k, 23), dy = ot::random_values(g.y_size(), 24);
+    for (const auto algo : algorithms(g)) {
+      Results one;
+      {
+        tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+        one = run<float>(g, x, w, b, dy, algo);
+      }
+      for (int rep = 0; rep < 3; ++rep) {
+        tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
+        const Results two = run<float>(g, x, w, b, dy, algo);
+        BOOST_TEST(two.y == one.y, name(algo));
+        BOOST_TEST(two.dx == one.dx, name(algo));
+        BOOST_TEST(two.dw == one.dw, name(algo));
+        BOOST_TEST(two.db == one.db, name(algo));
+      }
     }
   }
 }

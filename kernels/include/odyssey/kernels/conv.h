@@ -37,7 +37,9 @@ bool conv2d_winograd_applies(const Conv2dShape& shape);
 ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& shape);
 
 /// Elements of scratch memory (of the scalar type, 64-byte aligned) that every conv2d
-/// function below needs for `shape`; one buffer serves all three.
+/// function below needs for `shape`; one buffer serves all three. It grows with the batch
+/// (the weight gradient's partial sums over parts of the batch); forward and backward-data
+/// need the same for any batch.
 std::size_t conv2d_workspace_size(const Conv2dShape& shape);
 
 /// y = conv(x, w) + bias. `bias` may be null.
