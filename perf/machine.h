@@ -15,8 +15,8 @@ inline constexpr double kDesignBandwidthGBs = 45.0;
 /// SIMD target (chains sized to its register file).
 double measured_peak_gflops(std::size_t threads);
 
-/// Core clock in GHz while `threads` threads run, from chains of dependent integer adds (one
-/// cycle each on every x86 core): an independent check of measured_peak_gflops, whose
+/// Core clock in GHz while `threads` threads run, from chains of dependent register-register
+/// integer adds (one cycle each on every x86 core): an independent check of measured_peak_gflops, whose
 /// FLOPs per cycle per thread must come out as the core's FMA width (32 for two 256-bit FMA
 /// pipes, 64 for two 512-bit ones); a lower figure means the peak loop is not at the limit.
 /// 0 where no such loop is written (not x86-64).

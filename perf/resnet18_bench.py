@@ -45,6 +45,8 @@ def main():
     ap.add_argument("--train-batches", default="128,32", help="comma-separated batch sizes of the training rows")
     ap.add_argument("--infer-batches", default="128,1", help="comma-separated batch sizes of the inference rows")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--target", help="run odyssey on this SIMD target (e.g. AVX2 on an AVX-512 machine) and cap "
+                    "PyTorch's oneDNN the same way (ONEDNN_MAX_CPU_ISA=AVX2): the AVX2 comparison without a Zen 3")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
     ours_bin = os.path.join(a.build, "perf", "resnet18_bench")
@@ -55,12 +57,13 @@ def main():
     for mode, batch in cases:
         print(f"timing {mode} at batch {batch} ...", file=sys.stderr, flush=True)
         common = ["--batch", str(batch), "--threads", str(a.threads)] + steps_for(batch)
-        ours = run([ours_bin, "--mode", mode] + common)
+        ours = run([ours_bin, "--mode", mode] + common + (["--target", a.target] if a.target else []))
         row = {"mode": mode, "batch": batch, "odyssey": ours}
         if torch_ok:
             script = [sys.executable, os.path.join(HERE, "torch_resnet18.py"), "--mode", mode] + common
-            row["pytorch"] = run(script)
-            row["pytorch_tuned"] = run(script, TUNED_MALLOC)
+            isa = {"ONEDNN_MAX_CPU_ISA": a.target.upper()} if a.target else {}
+            row["pytorch"] = run(script, isa)
+            row["pytorch_tuned"] = run(script, {**TUNED_MALLOC, **isa})
         rows.append(row)
 
     o = rows[0]["odyssey"]

@@ -200,7 +200,7 @@ def main():
               f"({ms / floor:.2f}x) | <= 1.5x the floor |")
     # Memory and threads.
     if torch_ok:
-        a, b = pt["installed"]["train"]["peak_rss_mb"], pt["tuned"]["train"]["peak_rss_mb"]
+        a, b = pt["installed"][("train", 128, 2)]["peak_rss_mb"], pt["tuned"][("train", 128, 2)]["peak_rss_mb"]
         print(f"| peak resident memory, training step | {train2['peak_rss_mb']:.0f} MB | {a:.0f} / {b:.0f} MB | "
               f"{a / train2['peak_rss_mb']:.2f}x / {b / train2['peak_rss_mb']:.2f}x less | | <= PyTorch's |")
     else:
