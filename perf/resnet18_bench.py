@@ -61,7 +61,8 @@ def main():
         row = {"mode": mode, "batch": batch, "odyssey": ours}
         if torch_ok:
             script = [sys.executable, os.path.join(HERE, "torch_resnet18.py"), "--mode", mode] + common
-            isa = {"ONEDNN_MAX_CPU_ISA": a.target.upper()} if a.target else {}
+            onednn = {"AVX2": "AVX2", "AVX3": "AVX512_CORE", "AVX3_ZEN4": "AVX512_CORE_BF16", "SSE4": "SSE41"}
+            isa = {"ONEDNN_MAX_CPU_ISA": onednn.get(a.target.upper(), a.target.upper())} if a.target else {}
             row["pytorch"] = run(script, isa)
             row["pytorch_tuned"] = run(script, {**TUNED_MALLOC, **isa})
         rows.append(row)
