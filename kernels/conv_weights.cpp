@@ -37,12 +37,12 @@ struct WeightsJob {
   const Conv2dShape* sh;
   const T* x;
   const T* dy;
-  T* acc;  // [R*S][C][Kp]
   std::size_t kp, rows_per_chunk;
 };
 
 /// One channel tile (MR input channels, one output group) of one tap over one chunk of rows,
-/// added to `acc` ([R*S][C][Kp]) or, for the part's first chunk (`first`), stored there.
+/// added to the part's result `part_acc` ([R*S][C][Kp]) or, for the part's first chunk
+/// (`first`), stored there.
 template <class Tile, std::size_t MR, bool kFull, class T>
 HWY_INLINE void weights_tile(const WeightsJob<T>& j, T* part_acc, bool first, std::size_t grp, std::size_t width,
                              std::size_t rs, std::size_t c0, std::size_t row0, std::size_t row1) {
@@ -124,7 +124,7 @@ void conv_backward_weights(const Conv2dShape& sh, const T* x, const T* dy, T* dw
   const std::size_t groups = detail::ceil_div(sh.k, G), kp = groups * G, RS = sh.r * sh.s;
   const std::size_t rows = sh.n * sh.p(), parts = detail::conv_weight_parts(sh);
   const std::size_t stride = detail::conv_weight_partial_size(sh);  // between the parts' results
-  const WeightsJob<T> job{&sh, x, dy, ws, kp, std::max<std::size_t>(1, kChunkPixels / sh.q())};
+  const WeightsJob<T> job{&sh, x, dy, kp, std::max<std::size_t>(1, kChunkPixels / sh.q())};
   detail::parallel_items(groups * parts, [&](std::size_t item) {
     const std::size_t grp = item % groups, part = item / groups;
     weights_task<Tile>(job, ws + part * stride, grp, detail::part_begin(rows, part, parts),
