@@ -411,15 +411,15 @@ struct WinoGradJob {
   std::size_t kp, sub_tiles;
 };
 
-/// dU for output group `grp`, input channels [c_begin, c_end), all 16 xi, summed over tiles
+/// dU for output group `grp`, every input channel and all 16 xi, summed over tiles
 /// [t_begin, t_end) (at least one) into `du` ([16][C][kp]).
 template <class Tile, class T>
-HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::size_t grp, std::size_t c_begin,
-                                        std::size_t c_end, std::size_t t_begin, std::size_t t_end, T* slot) {
+HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::size_t grp, std::size_t t_begin,
+                                        std::size_t t_end, T* slot) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
   const Conv2dShape& sh = *j.sh;
-  const std::size_t crange = c_end - c_begin, crow = detail::winograd_row(crange), S = j.sub_tiles;
+  const std::size_t C = sh.c, crow = detail::winograd_row(C), S = j.sub_tiles;
   const std::size_t width = std::min(G, sh.k - grp * G);
   T* v = slot;                  // [16][S][crow]
   T* z = slot + 16 * S * crow;  // [16][S][G]
@@ -427,7 +427,7 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
   for (std::size_t s0 = t_begin; s0 < t_end; s0 += S) {
     const std::size_t nt = std::min(S, t_end - s0);
     for (std::size_t t = 0; t < nt; ++t) {
-      transform_input(d, pt, s0 + t, c_begin, crange, v + t * crow, S * crow);
+      transform_input(d, pt, s0 + t, 0, C, v + t * crow, S * crow);
       transform_grad<Tile>(j.dy, pt.grid, sh.k, s0 + t, grp, width, pt.zero, z + t * G, S * G);
     }
     // The GEMMs below are compute-bound and touch only the slot; meanwhile, prefetch what
@@ -437,18 +437,18 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
     const std::size_t per_xi = detail::ceil_div(S, 16);
     for (std::size_t xi = 0; xi < 16; ++xi) {
       for (std::size_t t = next + xi * per_xi; t < std::min(next_end, next + (xi + 1) * per_xi); ++t) {
-        prefetch_patch(pt, t, c_begin, crange);
+        prefetch_patch(pt, t, 0, C);
         prefetch_grad(j.dy, pt.grid, sh.k, t, grp * G, width);
       }
-      for (std::size_t c0 = c_begin; c0 < c_end; c0 += MR) {
-        const std::size_t mr = std::min(MR, c_end - c0);
+      for (std::size_t c0 = 0; c0 < C; c0 += MR) {
+        const std::size_t mr = std::min(MR, C - c0);
         T* out = du + (xi * sh.c + c0) * j.kp + grp * G;
         hn::Vec<decltype(d)> acc[MR * NV];
         for (std::size_t i = 0; i < MR; ++i)
           for (std::size_t k = 0; k < NV; ++k)
             acc[i * NV + k] = s0 == t_begin || i >= mr ? hn::Zero(d) : hn::Load(d, out + i * j.kp + k * L);
         // Rows past mr read the slot's padding or the next channels: computed, never stored.
-        tile_pixels<MR, NV, true>(d, v + xi * S * crow + (c0 - c_begin), crow, z + xi * S * G, G, nt, G, acc);
+        tile_pixels<MR, NV, true>(d, v + xi * S * crow + c0, crow, z + xi * S * G, G, nt, G, acc);
         for (std::size_t i = 0; i < mr; ++i)
           for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
       }
@@ -473,7 +473,7 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
   const std::size_t tiles = patches.grid.tiles(sh.n), slot_size = detail::winograd_grad_slot_size(sh.c);
   for_each_item_in_slots(groups * parts, [&](std::size_t item, std::size_t slot) {
     const std::size_t grp = item % groups, part = item / groups;
-    winograd_weights_task<Tile>(job, du + part * stride, grp, 0, sh.c, detail::part_begin(tiles, part, parts),
+    winograd_weights_task<Tile>(job, du + part * stride, grp, detail::part_begin(tiles, part, parts),
                                 detail::part_begin(tiles, part + 1, parts), slots + slot * slot_size);
   });
   detail::sum_parts(du, 16 * sh.c * kp, parts, stride);  // the parts' dU, added in part order

@@ -54,23 +54,6 @@ namespace odyssey::perf {
 HWY_EXPORT(fma_loop);
 HWY_EXPORT(flops_per_iteration);
 
-double measured_peak_gflops(std::size_t threads) {
-  // 25.6 GFLOP per thread and repetition whatever the target: a fraction of a second.
-  const std::size_t iterations = 25'600'000'000ull / HWY_DYNAMIC_DISPATCH(flops_per_iteration)();
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> pool;
-    for (std::size_t t = 0; t < threads; ++t)
-      pool.emplace_back([&] { volatile double sink = HWY_DYNAMIC_DISPATCH(fma_loop)(iterations); (void)sink; });
-    for (auto& th : pool) th.join();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double flops = double(threads) * double(iterations) * double(HWY_DYNAMIC_DISPATCH(flops_per_iteration)());
-    best = std::max(best, flops / s / 1e9);
-  }
-  return best;
-}
-
 namespace {
 /// Runs body(t) on `threads` threads at once; seconds from the first start to the last end.
 template <class Body>
@@ -82,6 +65,21 @@ double timed_on_threads(std::size_t threads, const Body& body) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 }  // namespace
+
+double measured_peak_gflops(std::size_t threads) {
+  // 25.6 GFLOP per thread and repetition whatever the target: a fraction of a second.
+  const std::size_t iterations = 25'600'000'000ull / HWY_DYNAMIC_DISPATCH(flops_per_iteration)();
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const double s = timed_on_threads(threads, [&](std::size_t) {
+      volatile double sink = HWY_DYNAMIC_DISPATCH(fma_loop)(iterations);
+      (void)sink;
+    });
+    const double flops = double(threads) * double(iterations) * double(HWY_DYNAMIC_DISPATCH(flops_per_iteration)());
+    best = std::max(best, flops / s / 1e9);
+  }
+  return best;
+}
 
 double measured_clock_ghz(std::size_t threads) {
 #if defined(__x86_64__)

@@ -18,6 +18,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Highway's target names and the oneDNN ISA cap (ONEDNN_MAX_CPU_ISA) that matches each.
+ONEDNN_ISA = {"AVX2": "AVX2", "AVX3": "AVX512_CORE", "AVX3_ZEN4": "AVX512_CORE_BF16", "SSE4": "SSE41"}
 TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 34), "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}
 
 
@@ -61,8 +63,7 @@ def main():
         row = {"mode": mode, "batch": batch, "odyssey": ours}
         if torch_ok:
             script = [sys.executable, os.path.join(HERE, "torch_resnet18.py"), "--mode", mode] + common
-            onednn = {"AVX2": "AVX2", "AVX3": "AVX512_CORE", "AVX3_ZEN4": "AVX512_CORE_BF16", "SSE4": "SSE41"}
-            isa = {"ONEDNN_MAX_CPU_ISA": onednn.get(a.target.upper(), a.target.upper())} if a.target else {}
+            isa = {"ONEDNN_MAX_CPU_ISA": ONEDNN_ISA.get(a.target.upper(), a.target.upper())} if a.target else {}
             row["pytorch"] = run(script, isa)
             row["pytorch_tuned"] = run(script, {**TUNED_MALLOC, **isa})
         rows.append(row)

@@ -93,6 +93,8 @@ int main() {
   load_weights(r.weights, fresh);
   const EvalResult again = evaluate(fresh, test_set, run.eval_batch);
   if (again.accuracy != r.test.accuracy || again.loss != r.test.loss) return fail("the reloaded weights evaluate differently");
+  if (evaluate(fresh, test_set, 32).accuracy != r.test.accuracy)
+    return fail("the evaluation's accuracy depends on its batch size");
 
   // Images of another size are refused before any copy, naming both shapes.
   try {
