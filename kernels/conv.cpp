@@ -317,43 +317,56 @@ ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
   // tile for at most 2 outputs, where the direct convolution spends 9 per output. The
   // choice depends on the shape only, never on the machine's thread count, so the same
   // run gives the same weights everywhere.
-  return detail::winograd_applies(sh) && sh.c >= 16 && sh.k >= 16 && sh.p() >= 2 && sh.q() >= 2
-             ? ConvAlgorithm::winograd
-             : ConvAlgorithm::direct;
+  if (!detail::winograd_applies(sh) || sh.c < 16 || sh.k < 16 || sh.p() < 2 || sh.q() < 2)
+    return ConvAlgorithm::direct;
+  // F(4x4, 3x3) where its tiles fit the output well enough that it multiplies at most 0.65x
+  // as much as F(2x2, 3x3) (36 products per 4x4 tile against 16 per 2x2; 0.5625x when both
+  // tile the output exactly, 0.73x at 14x14), and where the call has at least 128 4x4
+  // tiles to amortise its transformed weights (2.25x the size of F(2x2, 3x3)'s, written and
+  // read once per call). Measured on AVX3 and AVX2 (DESIGN.md): F(4x4, 3x3) is 1.1-1.5x
+  // faster at ResNet-18's 32, 28, 16, 8 and 7 pixel layers at batch 32 and 128 and at
+  // 4x4 at batch 128, slower at 14x14 and at 4x4 with 32 tiles.
+  const std::size_t t4 = detail::ceil_div(sh.p(), 4) * detail::ceil_div(sh.q(), 4);
+  const std::size_t t2 = detail::ceil_div(sh.p(), 2) * detail::ceil_div(sh.q(), 2);
+  if (36 * t4 * 100 <= 65 * 16 * t2 && sh.n * t4 >= 128) return ConvAlgorithm::winograd4;
+  return ConvAlgorithm::winograd;
 }
 
-bool detail::use_winograd(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  if (algorithm == ConvAlgorithm::automatic) return conv2d_automatic_algorithm(sh) == ConvAlgorithm::winograd;
-  if (algorithm == ConvAlgorithm::winograd && !detail::winograd_applies(sh))
+std::size_t detail::winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+  if (algorithm == ConvAlgorithm::automatic) algorithm = conv2d_automatic_algorithm(sh);
+  if (algorithm == ConvAlgorithm::direct) return 0;
+  if (!detail::winograd_applies(sh))
     throw std::invalid_argument("conv2d: the Winograd algorithm needs a 3x3 kernel, stride 1 and "
                                 "padding <= 2 (got " + std::to_string(sh.r) + "x" +
                                 std::to_string(sh.s) + ", stride " + std::to_string(sh.stride) +
                                 ", pad " + std::to_string(sh.pad) + ")");
-  return algorithm == ConvAlgorithm::winograd;
+  return algorithm == ConvAlgorithm::winograd4 ? 4 : 2;
 }
 
 void conv2d_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
                     float* y, float* ws, ConvAlgorithm algorithm) {
   check(sh);
-  if (detail::use_winograd(sh, algorithm)) return detail::winograd_forward(sh, x, w, bias, y, ws);
+  if (const std::size_t m = detail::winograd_tile(sh, algorithm)) return detail::winograd_forward(sh, m, x, w, bias, y, ws);
   HWY_DYNAMIC_DISPATCH(conv_forward_f32)(sh, x, w, bias, y, ws);
 }
 void conv2d_forward(const Conv2dShape& sh, const double* x, const double* w, const double* bias,
                     double* y, double* ws, ConvAlgorithm algorithm) {
   check(sh);
-  if (detail::use_winograd(sh, algorithm)) return detail::winograd_forward(sh, x, w, bias, y, ws);
+  if (const std::size_t m = detail::winograd_tile(sh, algorithm)) return detail::winograd_forward(sh, m, x, w, bias, y, ws);
   HWY_DYNAMIC_DISPATCH(conv_forward_f64)(sh, x, w, bias, y, ws);
 }
 void conv2d_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
                           float* ws, bool accumulate, ConvAlgorithm algorithm) {
   check(sh);
-  if (detail::use_winograd(sh, algorithm)) return detail::winograd_backward_data(sh, dy, w, dx, ws, accumulate);
+  if (const std::size_t m = detail::winograd_tile(sh, algorithm))
+    return detail::winograd_backward_data(sh, m, dy, w, dx, ws, accumulate);
   HWY_DYNAMIC_DISPATCH(conv_backward_data_f32)(sh, dy, w, dx, ws, accumulate);
 }
 void conv2d_backward_data(const Conv2dShape& sh, const double* dy, const double* w, double* dx,
                           double* ws, bool accumulate, ConvAlgorithm algorithm) {
   check(sh);
-  if (detail::use_winograd(sh, algorithm)) return detail::winograd_backward_data(sh, dy, w, dx, ws, accumulate);
+  if (const std::size_t m = detail::winograd_tile(sh, algorithm))
+    return detail::winograd_backward_data(sh, m, dy, w, dx, ws, accumulate);
   HWY_DYNAMIC_DISPATCH(conv_backward_data_f64)(sh, dy, w, dx, ws, accumulate);
 }
 

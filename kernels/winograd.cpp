@@ -1,30 +1,43 @@
-// Winograd F(2x2, 3x3) convolution on channels-last activations (Lavin & Gray, 2015).
+// Winograd convolution on channels-last activations (Lavin & Gray, 2015): F(2x2, 3x3) for all
+// three passes, and F(4x4, 3x3) for forward and backward-data.
 //
-// Every 2x2 output tile is Y = A^T [ U (.) V ] A, with V = B^T d B the transformed 4x4 input
-// patch d (one per channel) and U = G g G^T the transformed 3x3 kernel g (one per channel
-// pair). The element-wise product summed over input channels is, for each of the 16
-// positions xi of the 4x4 transformed tile, a GEMM [tiles x C] x [C x K]: 16 x C x K
-// multiply-adds per 2x2 outputs where the direct convolution spends 36 x C x K, 2.25x fewer.
+// Every MxM output tile is Y = A^T [ U (.) V ] A, with V = B^T d B the transformed (M+2)x(M+2)
+// input patch d (one per channel) and U = G g G^T the transformed 3x3 kernel g (one per
+// channel pair). The element-wise product summed over input channels is, for each of the
+// (M+2)^2 positions xi of the transformed tile, a GEMM [tiles x C] x [C x K]. Multiplies per
+// output against the direct convolution's 9: F(2x2, 3x3) 16/4 = 4 (2.25x fewer), F(4x4, 3x3)
+// 36/16 = 2.25 (4x fewer).
 //
+// F(2x2, 3x3), interpolation points 0, 1, -1:
 //   B^T = | 1  0 -1  0 |     G = |  1    0    0  |     A^T = | 1  1  1  0 |
 //         | 0  1  1  0 |         | 1/2  1/2  1/2 |           | 0  1 -1 -1 |
 //         | 0 -1  1  0 |         | 1/2 -1/2  1/2 |
 //         | 0  1  0 -1 |         |  0    0    1  |
-//
-// The transforms only add and subtract (G's halves are exact), so rounding grows little:
+// Its transforms only add and subtract (G's halves are exact), so rounding grows little:
 // float results stay within 1e-4 relative of double (tests/kernels/conv_test.cpp).
+//
+// F(4x4, 3x3), points 0, 1, -1, 2, -2:
+//   B^T = | 4  0 -5  0  1  0 |   G = |  1/4     0     0  |   A^T = | 1  1  1  1  1  0 |
+//         | 0 -4 -4  1  1  0 |       | -1/6  -1/6  -1/6 |         | 0  1 -1  2 -2  0 |
+//         | 0  4 -4 -1  1  0 |       | -1/6   1/6  -1/6 |         | 0  1  1  4  4  0 |
+//         | 0 -2 -1  2  1  0 |       | 1/24  1/12   1/6 |         | 0  1 -1  8 -8  1 |
+//         | 0  2 -1 -2  1  0 |       | 1/24 -1/12   1/6 |
+//         | 0  4  0 -5  0  1 |       |   0     0     1  |
+// Its larger coefficients cost precision: the float error against double is 10-20x
+// F(2x2, 3x3)'s and 4-7x the direct convolution's (tests/kernels/conv_test.cpp, DESIGN.md).
 //
 // Backward-data of a stride-1 3x3 convolution is itself one: dx = conv(dy, w') with padding
 // 2 - pad and w'[c][k][r][s] = w[k][c][2-r][2-s], so both passes run the code below.
 //
 // A call splits the output tiles into blocks (at most kWinogradBlockBudget transformed input
 // elements each). Per block: transform the input patches of all its tiles into the slot's
-// buffer V [tile][xi][channel]; then for each group of output channels run the 16 GEMMs
-// (the micro-kernel of the direct convolution, conv-inl.h) into a buffer M, and transform M
-// into the 2x2 outputs. M holds one register tile of kRows tiles (all 16 xi, in L1), or, where
-// a group's transformed weights outgrow L2, the whole block (one xi at a time, so each xi's
-// weights are read once per block). Worker loops (one per slot) take blocks from a shared counter; each
-// output is computed by exactly one block, so results do not depend on the thread count.
+// buffer V [tile][xi][channel]; then for each group of output channels run the GEMMs (the
+// micro-kernel of the direct convolution, conv-inl.h) into a buffer M, and transform M into
+// the MxM outputs. M holds one register tile of kRows tiles (all xi, in L1), or, where a
+// group's transformed weights outgrow L2, the whole block (one xi at a time, so each xi's
+// weights are read once per block). Worker loops (one per slot) take blocks from a shared
+// counter; each output is computed by exactly one block, so results do not depend on the
+// thread count.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "winograd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -56,18 +69,19 @@ void for_each_item_in_slots(std::size_t items, const Body& body) {
   });
 }
 
-/// The 2x2 output tiles of a batch: tile t covers output rows 2*row + [0, 2) and columns
-/// 2*col + [0, 2) of image n, clipped to the out_h x out_w output.
+/// The MxM output tiles of a batch (M = `m`, 2 or 4): tile t covers output rows m*row +
+/// [0, m) and columns m*col + [0, m) of image n, clipped to the out_h x out_w output.
 struct Grid {
-  std::size_t out_h, out_w, tiles_h, tiles_w;
-  Grid(std::size_t h, std::size_t w) : out_h(h), out_w(w), tiles_h(detail::ceil_div(h, 2)), tiles_w(detail::ceil_div(w, 2)) {}
-  struct Tile2x2 {
+  std::size_t out_h, out_w, m, tiles_h, tiles_w;
+  Grid(std::size_t h, std::size_t w, std::size_t tile)
+      : out_h(h), out_w(w), m(tile), tiles_h(detail::ceil_div(h, tile)), tiles_w(detail::ceil_div(w, tile)) {}
+  struct Tile {
     std::size_t n, oh, ow, rows, cols;  // image, top-left output pixel, valid rows and columns
   };
-  [[nodiscard]] Tile2x2 at(std::size_t tile) const {
+  [[nodiscard]] Tile at(std::size_t tile) const {
     const std::size_t per_image = tiles_h * tiles_w, t = tile % per_image;
-    const std::size_t oh = 2 * (t / tiles_w), ow = 2 * (t % tiles_w);
-    return {tile / per_image, oh, ow, std::min<std::size_t>(2, out_h - oh), std::min<std::size_t>(2, out_w - ow)};
+    const std::size_t oh = m * (t / tiles_w), ow = m * (t % tiles_w);
+    return {tile / per_image, oh, ow, std::min(m, out_h - oh), std::min(m, out_w - ow)};
   }
   [[nodiscard]] std::size_t tiles(std::size_t n) const { return n * tiles_h * tiles_w; }
   /// Offset of output pixel (n, oh, ow) in channels-last data with `channels` per pixel.
@@ -76,8 +90,8 @@ struct Grid {
   }
 };
 
-/// Where the 4x4 input patches come from: the patch of a tile whose outputs start at
-/// (oh, ow) covers source rows oh - pad + [0, 4) and the same for columns.
+/// Where the (M+2)x(M+2) input patches come from: the patch of a tile whose outputs start at
+/// (oh, ow) covers source rows oh - pad + [0, M+2) and the same for columns.
 template <class T>
 struct Patches {
   const T* src;  // [n][h][w][len]
@@ -94,83 +108,159 @@ struct WinoJob {
   Patches<T> in;
   T* out;
   std::size_t outs;
-  const T* u;     // packed [groups][16][len][kGroup]
+  const T* u;     // packed [groups][xi][len][kGroup]
   const T* bias;  // packed [groups * kGroup] or null
   bool accumulate;
   std::size_t groups, block_tiles, row;
   bool xi_outer;  // the loop order of winograd_block
 };
 
-/// v[xi * xi_stride + c'] = (B^T d B)[xi] for channels c_begin + c', c' in [0, count), of the
-/// 4x4 input patch d of `tile` (zero outside the image). Writes whole vectors: the row
-/// behind v must have room for count rounded up to the vector length.
-template <class D, class T>
-HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std::size_t c_begin,
-                                std::size_t count, T* HWY_RESTRICT v, std::size_t xi_stride) {
-  constexpr std::size_t L = hn::MaxLanes(D());
-  const Grid::Tile2x2 at = pt.grid.at(tile);
+/// Pointers to the (M+2)^2 source pixels of `tile`'s patch (`zero` outside the image),
+/// offset to channel c_begin, row-major.
+template <std::size_t M, class T>
+HWY_INLINE void patch_pixels(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, const T** p) {
+  constexpr std::size_t A = M + 2;
+  const Grid::Tile at = pt.grid.at(tile);
   const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(at.oh) - pt.pad, v0 = static_cast<std::ptrdiff_t>(at.ow) - pt.pad;
   const T* image = pt.src + at.n * pt.h * pt.w * pt.len + c_begin;
-  const T* p[16];
-  for (std::size_t a = 0; a < 4; ++a)
-    for (std::size_t b = 0; b < 4; ++b) {
+  for (std::size_t a = 0; a < A; ++a)
+    for (std::size_t b = 0; b < A; ++b) {
       const std::ptrdiff_t u = u0 + static_cast<std::ptrdiff_t>(a), w = v0 + static_cast<std::ptrdiff_t>(b);
       const bool inside = u >= 0 && u < static_cast<std::ptrdiff_t>(pt.h) && w >= 0 &&
                           w < static_cast<std::ptrdiff_t>(pt.w);
-      p[a * 4 + b] = inside ? image + static_cast<std::size_t>(u * static_cast<std::ptrdiff_t>(pt.w) + w) * pt.len
+      p[a * A + b] = inside ? image + static_cast<std::size_t>(u * static_cast<std::ptrdiff_t>(pt.w) + w) * pt.len
                             : pt.zero;
     }
+}
+
+/// r = B^T x for one line x of 6 values of an F(4x4, 3x3) input patch.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void input_line_6(D d, const V* HWY_RESTRICT x, V* HWY_RESTRICT r) {
+  using T = hn::TFromD<D>;
+  const V two = hn::Set(d, T(2)), four = hn::Set(d, T(4)), five = hn::Set(d, T(5));
+  const V a = hn::NegMulAdd(four, x[2], x[4]);  // x4 - 4 x2
+  const V b = hn::NegMulAdd(four, x[1], x[3]);  // x3 - 4 x1
+  const V c = hn::Sub(x[4], x[2]);
+  const V e = hn::Mul(two, hn::Sub(x[3], x[1]));
+  r[0] = hn::MulAdd(four, x[0], hn::NegMulAdd(five, x[2], x[4]));
+  r[1] = hn::Add(a, b);
+  r[2] = hn::Sub(a, b);
+  r[3] = hn::Add(c, e);
+  r[4] = hn::Sub(c, e);
+  r[5] = hn::MulAdd(four, x[1], hn::NegMulAdd(five, x[3], x[5]));
+}
+
+/// o = A^T m for one line m of 6 values of an F(4x4, 3x3) product tile.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void output_line_6(D d, const V* HWY_RESTRICT m, V* HWY_RESTRICT o) {
+  using T = hn::TFromD<D>;
+  const V two = hn::Set(d, T(2)), four = hn::Set(d, T(4)), eight = hn::Set(d, T(8));
+  const V s12 = hn::Add(m[1], m[2]), d12 = hn::Sub(m[1], m[2]);
+  const V s34 = hn::Add(m[3], m[4]), d34 = hn::Sub(m[3], m[4]);
+  o[0] = hn::Add(hn::Add(m[0], s12), s34);
+  o[1] = hn::MulAdd(two, d34, d12);
+  o[2] = hn::MulAdd(four, s34, s12);
+  o[3] = hn::Add(hn::MulAdd(eight, d34, d12), m[5]);
+}
+
+/// v[xi * xi_stride + c'] = (B^T d B)[xi] for channels c_begin + c', c' in [0, count), of the
+/// input patch d of `tile` (zero outside the image). Writes whole vectors: the row behind v
+/// must have room for count rounded up to the vector length.
+template <std::size_t M, class D, class T>
+HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std::size_t c_begin,
+                                std::size_t count, T* HWY_RESTRICT v, std::size_t xi_stride) {
+  constexpr std::size_t L = hn::MaxLanes(D()), A = M + 2;
+  const T* p[A * A];
+  patch_pixels<M>(pt, tile, c_begin, p);
   for (std::size_t c = 0; c < count; c += L) {
     const std::size_t lanes = std::min(L, count - c);
-    hn::Vec<D> x[16];
-    HWY_UNROLL(16)
-    for (std::size_t i = 0; i < 16; ++i)
-      x[i] = lanes == L ? hn::LoadU(d, p[i] + c) : load_n(d, p[i] + c, lanes);
-    hn::Vec<D> t[16];  // B^T d, column by column
-    HWY_UNROLL(4)
-    for (std::size_t b = 0; b < 4; ++b) {
-      t[0 + b] = hn::Sub(x[0 + b], x[8 + b]);
-      t[4 + b] = hn::Add(x[4 + b], x[8 + b]);
-      t[8 + b] = hn::Sub(x[8 + b], x[4 + b]);
-      t[12 + b] = hn::Sub(x[4 + b], x[12 + b]);
-    }
-    HWY_UNROLL(4)
-    for (std::size_t a = 0; a < 4; ++a) {  // (B^T d) B, row by row
-      const std::size_t r = a * 4;
-      hn::Store(hn::Sub(t[r + 0], t[r + 2]), d, v + (r + 0) * xi_stride + c);
-      hn::Store(hn::Add(t[r + 1], t[r + 2]), d, v + (r + 1) * xi_stride + c);
-      hn::Store(hn::Sub(t[r + 2], t[r + 1]), d, v + (r + 2) * xi_stride + c);
-      hn::Store(hn::Sub(t[r + 1], t[r + 3]), d, v + (r + 3) * xi_stride + c);
+    auto load = [&](const T* q) { return lanes == L ? hn::LoadU(d, q + c) : load_n(d, q + c, lanes); };
+    if constexpr (M == 2) {
+      hn::Vec<D> x[16];
+      HWY_UNROLL(16)
+      for (std::size_t i = 0; i < 16; ++i) x[i] = load(p[i]);
+      hn::Vec<D> t[16];  // B^T d, column by column
+      HWY_UNROLL(4)
+      for (std::size_t b = 0; b < 4; ++b) {
+        t[0 + b] = hn::Sub(x[0 + b], x[8 + b]);
+        t[4 + b] = hn::Add(x[4 + b], x[8 + b]);
+        t[8 + b] = hn::Sub(x[8 + b], x[4 + b]);
+        t[12 + b] = hn::Sub(x[4 + b], x[12 + b]);
+      }
+      HWY_UNROLL(4)
+      for (std::size_t a = 0; a < 4; ++a) {  // (B^T d) B, row by row
+        const std::size_t r = a * 4;
+        hn::Store(hn::Sub(t[r + 0], t[r + 2]), d, v + (r + 0) * xi_stride + c);
+        hn::Store(hn::Add(t[r + 1], t[r + 2]), d, v + (r + 1) * xi_stride + c);
+        hn::Store(hn::Sub(t[r + 2], t[r + 1]), d, v + (r + 2) * xi_stride + c);
+        hn::Store(hn::Sub(t[r + 1], t[r + 3]), d, v + (r + 3) * xi_stride + c);
+      }
+    } else {
+      static_assert(M == 4);
+      hn::Vec<D> t[36];  // B^T d, column by column (t[row * 6 + column])
+      HWY_UNROLL(6)
+      for (std::size_t b = 0; b < 6; ++b) {
+        hn::Vec<D> col[6], r[6];
+        HWY_UNROLL(6)
+        for (std::size_t a = 0; a < 6; ++a) col[a] = load(p[a * 6 + b]);
+        input_line_6(d, col, r);
+        HWY_UNROLL(6)
+        for (std::size_t a = 0; a < 6; ++a) t[a * 6 + b] = r[a];
+      }
+      HWY_UNROLL(6)
+      for (std::size_t a = 0; a < 6; ++a) {  // (B^T d) B, row by row
+        hn::Vec<D> r[6];
+        input_line_6(d, t + a * 6, r);
+        HWY_UNROLL(6)
+        for (std::size_t b = 0; b < 6; ++b) hn::Store(r[b], d, v + (a * 6 + b) * xi_stride + c);
+      }
     }
   }
 }
 
-/// The 2x2 outputs of `tile` for output channels [grp*G, grp*G + width) from
+/// The MxM outputs of `tile` for output channels [grp*G, grp*G + width) from
 /// m[xi * mstride + channel], plus the bias; added to `out` when accumulating.
-template <class Tile, class T>
+template <std::size_t M, class Tile, class T>
 HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T* HWY_RESTRICT m,
                                  std::size_t mstride, std::size_t grp, std::size_t width) {
   const typename Tile::D d;
+  using V = hn::Vec<decltype(d)>;
   constexpr std::size_t L = Tile::kLanes, G = Tile::kGroup;
   const Grid& grid = j.in.grid;
-  const Grid::Tile2x2 at = grid.at(tile);
+  const Grid::Tile at = grid.at(tile);
   T* base = j.out + grid.offset(at.n, at.oh, at.ow, j.outs) + grp * G;
   for (std::size_t v = 0; v * L < width; ++v) {
     const std::size_t count = std::min(L, width - v * L);
-    hn::Vec<decltype(d)> x[16];
-    HWY_UNROLL(16)
-    for (std::size_t i = 0; i < 16; ++i) x[i] = hn::Load(d, m + i * mstride + v * L);
-    hn::Vec<decltype(d)> a[8];  // A^T M: two rows of four
-    HWY_UNROLL(4)
-    for (std::size_t b = 0; b < 4; ++b) {
-      a[b] = hn::Add(hn::Add(x[b], x[4 + b]), x[8 + b]);
-      a[4 + b] = hn::Sub(hn::Sub(x[4 + b], x[8 + b]), x[12 + b]);
-    }
-    hn::Vec<decltype(d)> y[4];  // (A^T M) A
-    HWY_UNROLL(2)
-    for (std::size_t r = 0; r < 2; ++r) {
-      y[r * 2 + 0] = hn::Add(hn::Add(a[r * 4 + 0], a[r * 4 + 1]), a[r * 4 + 2]);
-      y[r * 2 + 1] = hn::Sub(hn::Sub(a[r * 4 + 1], a[r * 4 + 2]), a[r * 4 + 3]);
+    V y[M * M];
+    if constexpr (M == 2) {
+      V x[16];
+      HWY_UNROLL(16)
+      for (std::size_t i = 0; i < 16; ++i) x[i] = hn::Load(d, m + i * mstride + v * L);
+      V a[8];  // A^T M: two rows of four
+      HWY_UNROLL(4)
+      for (std::size_t b = 0; b < 4; ++b) {
+        a[b] = hn::Add(hn::Add(x[b], x[4 + b]), x[8 + b]);
+        a[4 + b] = hn::Sub(hn::Sub(x[4 + b], x[8 + b]), x[12 + b]);
+      }
+      HWY_UNROLL(2)
+      for (std::size_t r = 0; r < 2; ++r) {  // (A^T M) A
+        y[r * 2 + 0] = hn::Add(hn::Add(a[r * 4 + 0], a[r * 4 + 1]), a[r * 4 + 2]);
+        y[r * 2 + 1] = hn::Sub(hn::Sub(a[r * 4 + 1], a[r * 4 + 2]), a[r * 4 + 3]);
+      }
+    } else {
+      static_assert(M == 4);
+      V a[24];  // A^T M: four rows of six
+      HWY_UNROLL(6)
+      for (std::size_t b = 0; b < 6; ++b) {
+        V col[6], o[4];
+        HWY_UNROLL(6)
+        for (std::size_t i = 0; i < 6; ++i) col[i] = hn::Load(d, m + (i * 6 + b) * mstride + v * L);
+        output_line_6(d, col, o);
+        HWY_UNROLL(4)
+        for (std::size_t r = 0; r < 4; ++r) a[r * 6 + b] = o[r];
+      }
+      HWY_UNROLL(4)
+      for (std::size_t r = 0; r < 4; ++r) output_line_6(d, a + r * 6, y + r * 4);  // (A^T M) A
     }
     if (j.bias) {
       const auto b = hn::Load(d, j.bias + grp * G + v * L);
@@ -179,7 +269,7 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
     for (std::size_t r = 0; r < at.rows; ++r)
       for (std::size_t s = 0; s < at.cols; ++s) {
         T* p = base + (r * grid.out_w + s) * j.outs + v * L;
-        auto e = y[r * 2 + s];
+        auto e = y[r * M + s];
         if (count == L) {
           if (j.accumulate) e = hn::Add(e, hn::LoadU(d, p));
           hn::StoreU(e, d, p);
@@ -191,21 +281,22 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
   }
 }
 
-template <class Tile, class T>
+template <std::size_t M, class Tile, class T>
 HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::size_t ntiles, T* slot) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
-  T* v = slot;                               // [block_tiles][16][row]
-  T* m = slot + j.block_tiles * 16 * j.row;  // see below
+  constexpr std::size_t XI = (M + 2) * (M + 2);
+  T* v = slot;                               // [block_tiles][XI][row]
+  T* m = slot + j.block_tiles * XI * j.row;  // see below
   const std::size_t len = j.in.len;
-  for (std::size_t t = 0; t < ntiles; ++t) transform_input(d, j.in, tile0 + t, 0, len, v + t * 16 * j.row, j.row);
+  for (std::size_t t = 0; t < ntiles; ++t) transform_input<M>(d, j.in, tile0 + t, 0, len, v + t * XI * j.row, j.row);
   auto gemm = [&](std::size_t grp, std::size_t xi, std::size_t t0, T* out, std::size_t out_stride) {
     const std::size_t nrows = std::min(MR, ntiles - t0);
     const T* rows[MR];
-    for (std::size_t i = 0; i < MR; ++i) rows[i] = v + ((t0 + std::min(i, nrows - 1)) * 16 + xi) * j.row;
+    for (std::size_t i = 0; i < MR; ++i) rows[i] = v + ((t0 + std::min(i, nrows - 1)) * XI + xi) * j.row;
     hn::Vec<decltype(d)> acc[MR * NV];
     for (auto& a : acc) a = hn::Zero(d);
-    tile_rows<MR, NV>(d, rows, j.u + (grp * 16 + xi) * len * G, len, acc);
+    tile_rows<MR, NV>(d, rows, j.u + (grp * XI + xi) * len * G, len, acc);
     for (std::size_t i = 0; i < MR; ++i)
       for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * out_stride + k * L);
   };
@@ -213,107 +304,144 @@ HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::si
     const std::size_t width = std::min(G, j.outs - grp * G);
     if (j.xi_outer) {
       // One xi at a time over the whole block, so its weights (len x G) are read from L2
-      // once per block; the products wait in m [16][block_tiles][G].
-      for (std::size_t xi = 0; xi < 16; ++xi)
+      // once per block; the products wait in m [XI][block_tiles][G].
+      for (std::size_t xi = 0; xi < XI; ++xi)
         for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) gemm(grp, xi, t0, m + (xi * j.block_tiles + t0) * G, G);
       for (std::size_t t = 0; t < ntiles; ++t)
-        transform_output<Tile>(j, tile0 + t, m + t * G, j.block_tiles * G, grp, width);
+        transform_output<M, Tile>(j, tile0 + t, m + t * G, j.block_tiles * G, grp, width);
     } else {
-      // One register tile at a time through all 16 xi (the group's weights stay in L2);
-      // the products wait in m [16][MR][G], in L1.
+      // One register tile at a time through all xi (the group's weights stay in L2); the
+      // products wait in m [XI][MR][G], in L1 (F(2x2, 3x3)) or L2.
       for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) {
-        for (std::size_t xi = 0; xi < 16; ++xi) gemm(grp, xi, t0, m + xi * MR * G, G);
+        for (std::size_t xi = 0; xi < XI; ++xi) gemm(grp, xi, t0, m + xi * MR * G, G);
         for (std::size_t i = 0; i < std::min(MR, ntiles - t0); ++i)
-          transform_output<Tile>(j, tile0 + t0 + i, m + i * G, MR * G, grp, width);
+          transform_output<M, Tile>(j, tile0 + t0 + i, m + i * G, MR * G, grp, width);
       }
     }
   }
 }
 
+/// r = G g for one line g of 3 kernel values: 4 values for F(2x2, 3x3), 6 for F(4x4, 3x3).
+template <std::size_t M, class D, class V = hn::Vec<D>>
+HWY_INLINE void weight_line(D d, V g0, V g1, V g2, V* HWY_RESTRICT r) {
+  using T = hn::TFromD<D>;
+  const V half = hn::Set(d, T(0.5));
+  if constexpr (M == 2) {
+    r[0] = g0;
+    r[1] = hn::Mul(half, hn::Add(hn::Add(g0, g1), g2));
+    r[2] = hn::Mul(half, hn::Add(hn::Sub(g0, g1), g2));
+    r[3] = g2;
+  } else {
+    static_assert(M == 4);
+    // Rows 1/4; -1/6 (1, 1, 1); -1/6 (1, -1, 1); 1/6 (1/4, 1/2, 1); 1/6 (1/4, -1/2, 1); the
+    // quarters and halves are exact, so each value is rounded by one multiply by a sixth.
+    const V quarter = hn::Set(d, T(0.25)), sixth = hn::Set(d, T(1) / T(6));
+    const V even = hn::Add(g0, g2), q = hn::MulAdd(quarter, g0, g2), h = hn::Mul(half, g1);
+    r[0] = hn::Mul(quarter, g0);
+    r[1] = hn::Neg(hn::Mul(sixth, hn::Add(even, g1)));
+    r[2] = hn::Neg(hn::Mul(sixth, hn::Sub(even, g1)));
+    r[3] = hn::Mul(sixth, hn::Add(q, h));
+    r[4] = hn::Mul(sixth, hn::Sub(q, h));
+    r[5] = g2;
+  }
+}
+
 /// u[grp][xi][c][jj] = (G g G^T)[xi] for g = the 3x3 kernel from source channel c to output
-/// channel grp*G + jj (zero past `outs`); `at(o, c, r, s)` reads the untransformed weight.
-template <class Tile, class T, class At>
+/// channel grp*G + jj (zero past `outs`); `at(o, c, r, s)` reads the untransformed weight
+/// (the nine of one o and c lie together in memory, the G output channels of a group far
+/// apart). Per call, so it must be cheap beside the GEMMs even at batch 1 (layer 4 has
+/// 262,144 kernels): the G kernels of a group and channel are gathered into g [9][G] and
+/// transformed as vectors of output channels.
+template <std::size_t M, class Tile, class T, class At>
 void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
-  constexpr std::size_t G = Tile::kGroup, kBlock = 16;
-  // Items of one group by kBlock source channels. The 16 xi planes of a group lie len x G
-  // apart (64 KiB at layer 4: the same L1 set), so each channel's 16 x G results are
-  // gathered in `row` first and then copied out as 16 runs of G.
+  const typename Tile::D d;
+  using V = hn::Vec<decltype(d)>;
+  constexpr std::size_t G = Tile::kGroup, L = Tile::kLanes, kBlock = 16, A = M + 2, XI = A * A;
   const std::size_t blocks = detail::ceil_div(len, kBlock);
   detail::parallel_items(detail::ceil_div(outs, G) * blocks, [&](std::size_t item) {
     const std::size_t grp = item / blocks, c_begin = (item % blocks) * kBlock;
     const std::size_t c_end = std::min(len, c_begin + kBlock);
-    T* dst = u + grp * 16 * len * G;
-    HWY_ALIGN T row[16 * G];
+    T* dst = u + grp * XI * len * G;
+    HWY_ALIGN T g[9 * G];
     for (std::size_t c = c_begin; c < c_end; ++c) {
       for (std::size_t jj = 0; jj < G; ++jj) {
         const std::size_t o = grp * G + jj;
-        T t[4][3];  // G g
+        for (std::size_t t = 0; t < 9; ++t) g[t * G + jj] = o < outs ? at(o, c, t / 3, t % 3) : T(0);
+      }
+      for (std::size_t v = 0; v < G; v += L) {
+        V col[A * 3];  // G g: col[a * 3 + s]
         for (std::size_t s = 0; s < 3; ++s) {
-          const T g0 = o < outs ? at(o, c, 0, s) : T(0), g1 = o < outs ? at(o, c, 1, s) : T(0),
-                  g2 = o < outs ? at(o, c, 2, s) : T(0);
-          t[0][s] = g0;
-          t[1][s] = T(0.5) * (g0 + g1 + g2);
-          t[2][s] = T(0.5) * (g0 - g1 + g2);
-          t[3][s] = g2;
+          V r[A];
+          weight_line<M>(d, hn::Load(d, g + s * G + v), hn::Load(d, g + (3 + s) * G + v),
+                         hn::Load(d, g + (6 + s) * G + v), r);
+          for (std::size_t a = 0; a < A; ++a) col[a * 3 + s] = r[a];
         }
-        for (std::size_t a = 0; a < 4; ++a) {  // (G g) G^T
-          row[(a * 4 + 0) * G + jj] = t[a][0];
-          row[(a * 4 + 1) * G + jj] = T(0.5) * (t[a][0] + t[a][1] + t[a][2]);
-          row[(a * 4 + 2) * G + jj] = T(0.5) * (t[a][0] - t[a][1] + t[a][2]);
-          row[(a * 4 + 3) * G + jj] = t[a][2];
+        for (std::size_t a = 0; a < A; ++a) {  // (G g) G^T
+          V r[A];
+          weight_line<M>(d, col[a * 3], col[a * 3 + 1], col[a * 3 + 2], r);
+          for (std::size_t b = 0; b < A; ++b) hn::Store(r[b], d, dst + ((a * A + b) * len + c) * G + v);
         }
       }
-      for (std::size_t xi = 0; xi < 16; ++xi)
-        std::copy(row + xi * G, row + xi * G + G, dst + (xi * len + c) * G);
     }
   });
 }
 
-template <class T, class Tile, class At>
+template <std::size_t M, class T, class Tile, class At>
 void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t src_w,
                   std::size_t len, T* out, std::size_t outs, std::size_t pad, const At& at,
                   const T* bias, bool accumulate, T* ws) {
-  constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows;
+  constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows, XI = (M + 2) * (M + 2);
   const std::size_t groups = detail::ceil_div(outs, G);
   T* u = ws;
-  T* bias_p = u + detail::round_up(outs, detail::kWinogradMaxGroup) * 16 * len;
+  T* bias_p = u + detail::round_up(outs, detail::kWinogradMaxGroup) * XI * len;
   T* zero = bias_p + detail::round_up(outs, detail::kWinogradMaxGroup);
   T* slots = zero + detail::winograd_row(len);
   std::fill(zero, slots, T(0));
-  transform_weights<Tile>(outs, len, u, at);
+  transform_weights<M, Tile>(outs, len, u, at);
   if (bias) {
     std::fill(bias_p, bias_p + groups * G, T(0));
     std::copy(bias, bias + outs, bias_p);
   }
   const Patches<T> in{src, src_h, src_w, len, static_cast<std::ptrdiff_t>(pad), zero,
-                      Grid(src_h + 2 * pad - 2, src_w + 2 * pad - 2)};
+                      Grid(src_h + 2 * pad - 2, src_w + 2 * pad - 2, M)};
   WinoJob<T> j{in, out, outs, u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_row(len),
-               16 * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2};
+               XI * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2};
   // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
   // that the worker loops stay balanced on small images (layer 4: 512 tiles at batch 128).
+  // Where each block streams all the transformed weights from L3 or memory (xi_outer), the
+  // block holds only one xi's rows in L2 at a time, so it may outgrow the budget: up to
+  // kWinogradOuterTiles, and two blocks per worker loop where the tiles allow (F(4x4, 3x3) at
+  // layer 4, 128 tiles at batch 128, read its 37 MB of weights 11 times in blocks of 12).
+  // How the tiles are cut into blocks never changes a result: each tile's sums run the same.
   const std::size_t tiles = in.grid.tiles(n);
-  j.block_tiles = std::min(detail::winograd_max_block_tiles(len),
-                           std::max(MR, detail::round_up(detail::ceil_div(tiles, 16), MR)));
-  const std::size_t slot_size = detail::winograd_slot_size(len);
+  if (j.xi_outer) {
+    const std::size_t workers = std::min(detail::kWinogradSlots, detail::arena_threads());
+    j.block_tiles = std::min(detail::kWinogradOuterTiles,
+                             std::max(MR, detail::round_up(detail::ceil_div(tiles, 2 * workers), MR)));
+  } else {
+    j.block_tiles = std::min(detail::winograd_max_block_tiles(len, XI),
+                             std::max(MR, detail::round_up(detail::ceil_div(tiles, 16), MR)));
+  }
+  const std::size_t slot_size = detail::winograd_slot_size(len, XI);
   for_each_item_in_slots(detail::ceil_div(tiles, j.block_tiles), [&](std::size_t b, std::size_t slot) {
     const std::size_t t0 = b * j.block_tiles;
-    winograd_block<Tile>(j, t0, std::min(j.block_tiles, tiles - t0), slots + slot * slot_size);
+    winograd_block<M, Tile>(j, t0, std::min(j.block_tiles, tiles - t0), slots + slot * slot_size);
   });
 }
 
-template <class T>
+template <std::size_t M, class T>
 void winograd_forward_t(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws) {
   auto at = [&](std::size_t k, std::size_t c, std::size_t r, std::size_t s) {
     return w[((k * sh.c + c) * 3 + r) * 3 + s];
   };
   if (use_tall_tile(sh.c)) {
-    winograd_run<T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws);
+    winograd_run<M, T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws);
   } else {
-    winograd_run<T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws);
+    winograd_run<M, T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws);
   }
 }
 
-template <class T>
+template <std::size_t M, class T>
 void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T* ws, bool acc) {
   // Output channels of this pass are the input channels c; the kernel is turned by 180 degrees.
   auto at = [&](std::size_t c, std::size_t k, std::size_t r, std::size_t s) {
@@ -321,9 +449,9 @@ void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T*
   };
   const std::size_t pad = 2 - sh.pad;
   if (use_tall_tile(sh.k)) {
-    winograd_run<T, ConvTile<T, true>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
+    winograd_run<M, T, ConvTile<T, true>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
   } else {
-    winograd_run<T, ConvTile<T, false>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
+    winograd_run<M, T, ConvTile<T, false>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
   }
 }
 
@@ -343,7 +471,7 @@ void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T*
 /// row and the row above, prefetched with them.
 template <class T>
 HWY_INLINE void prefetch_patch(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, std::size_t count) {
-  const Grid::Tile2x2 at = pt.grid.at(tile);
+  const Grid::Tile at = pt.grid.at(tile);
   const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(at.oh) - pt.pad, v0 = static_cast<std::ptrdiff_t>(at.ow) - pt.pad;
   const std::size_t n = at.n;
   constexpr std::size_t kLine = 64 / sizeof(T);
@@ -359,7 +487,7 @@ HWY_INLINE void prefetch_patch(const Patches<T>& pt, std::size_t tile, std::size
 template <class T>
 HWY_INLINE void prefetch_grad(const T* dy, const Grid& grid, std::size_t outs, std::size_t tile,
                               std::size_t k_begin, std::size_t count) {
-  const Grid::Tile2x2 at = grid.at(tile);
+  const Grid::Tile at = grid.at(tile);
   constexpr std::size_t kLine = 64 / sizeof(T);
   for (std::size_t r = 0; r < at.rows; ++r)
     for (std::size_t s = 0; s < at.cols; ++s) {
@@ -376,7 +504,7 @@ HWY_INLINE void transform_grad(const T* dy, const Grid& grid, std::size_t outs, 
                                std::size_t xi_stride) {
   const typename Tile::D d;
   constexpr std::size_t L = Tile::kLanes, NV = Tile::kVectors, G = Tile::kGroup;
-  const Grid::Tile2x2 at = grid.at(tile);
+  const Grid::Tile at = grid.at(tile);
   const T* p0 = dy + grid.offset(at.n, at.oh, at.ow, outs) + grp * G;
   const std::size_t below = grid.out_w * outs;
   const T* p[4] = {p0, at.cols > 1 ? p0 + outs : zero, at.rows > 1 ? p0 + below : zero,
@@ -427,7 +555,7 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
   for (std::size_t s0 = t_begin; s0 < t_end; s0 += S) {
     const std::size_t nt = std::min(S, t_end - s0);
     for (std::size_t t = 0; t < nt; ++t) {
-      transform_input(d, pt, s0 + t, 0, C, v + t * crow, S * crow);
+      transform_input<2>(d, pt, s0 + t, 0, C, v + t * crow, S * crow);
       transform_grad<Tile>(j.dy, pt.grid, sh.k, s0 + t, grp, width, pt.zero, z + t * G, S * G);
     }
     // The GEMMs below are compute-bound and touch only the slot; meanwhile, prefetch what
@@ -468,7 +596,7 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
   T* zero = du + parts * stride;
   T* slots = zero + detail::winograd_row(std::max(sh.c, sh.k));
   std::fill(zero, slots, T(0));
-  const Patches<T> patches{x, sh.h, sh.w, sh.c, static_cast<std::ptrdiff_t>(sh.pad), zero, Grid(sh.p(), sh.q())};
+  const Patches<T> patches{x, sh.h, sh.w, sh.c, static_cast<std::ptrdiff_t>(sh.pad), zero, Grid(sh.p(), sh.q(), 2)};
   const WinoGradJob<T> job{&sh, patches, dy, kp, detail::kWinogradGradSubTiles};
   const std::size_t tiles = patches.grid.tiles(sh.n), slot_size = detail::winograd_grad_slot_size(sh.c);
   for_each_item_in_slots(groups * parts, [&](std::size_t item, std::size_t slot) {
@@ -502,21 +630,21 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
   if (db) detail::add_bias_gradient(dy, sh.n * sh.p() * sh.q(), sh.k, db);
 }
 
-void winograd_forward_f32(const Conv2dShape& sh, const float* x, const float* w, const float* b,
-                          float* y, float* ws) {
-  winograd_forward_t(sh, x, w, b, y, ws);
+void winograd_forward_f32(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
+                          const float* b, float* y, float* ws) {
+  m == 4 ? winograd_forward_t<4>(sh, x, w, b, y, ws) : winograd_forward_t<2>(sh, x, w, b, y, ws);
 }
-void winograd_forward_f64(const Conv2dShape& sh, const double* x, const double* w,
+void winograd_forward_f64(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
                           const double* b, double* y, double* ws) {
-  winograd_forward_t(sh, x, w, b, y, ws);
+  m == 4 ? winograd_forward_t<4>(sh, x, w, b, y, ws) : winograd_forward_t<2>(sh, x, w, b, y, ws);
 }
-void winograd_backward_data_f32(const Conv2dShape& sh, const float* dy, const float* w,
+void winograd_backward_data_f32(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
                                 float* dx, float* ws, bool acc) {
-  winograd_backward_data_t(sh, dy, w, dx, ws, acc);
+  m == 4 ? winograd_backward_data_t<4>(sh, dy, w, dx, ws, acc) : winograd_backward_data_t<2>(sh, dy, w, dx, ws, acc);
 }
-void winograd_backward_data_f64(const Conv2dShape& sh, const double* dy, const double* w,
+void winograd_backward_data_f64(const Conv2dShape& sh, std::size_t m, const double* dy, const double* w,
                                 double* dx, double* ws, bool acc) {
-  winograd_backward_data_t(sh, dy, w, dx, ws, acc);
+  m == 4 ? winograd_backward_data_t<4>(sh, dy, w, dx, ws, acc) : winograd_backward_data_t<2>(sh, dy, w, dx, ws, acc);
 }
 void winograd_backward_weights_f32(const Conv2dShape& sh, const float* x, const float* dy,
                                    float* dw, float* db, float* ws) {
@@ -541,30 +669,30 @@ HWY_EXPORT(winograd_backward_weights_f32);
 HWY_EXPORT(winograd_backward_weights_f64);
 
 std::size_t winograd_workspace_size(const Conv2dShape& sh) {
-  auto one = [](std::size_t len, std::size_t outs) {
-    return round_up(outs, kWinogradMaxGroup) * 16 * len + round_up(outs, kWinogradMaxGroup) +
-           winograd_row(len) + kWinogradSlots * winograd_slot_size(len);
+  auto one = [](std::size_t len, std::size_t outs, std::size_t xi) {
+    return round_up(outs, kWinogradMaxGroup) * xi * len + round_up(outs, kWinogradMaxGroup) +
+           winograd_row(len) + kWinogradSlots * winograd_slot_size(len, xi);
   };
   const std::size_t weights = winograd_weight_parts(sh) * winograd_weight_partial_size(sh) +
                               winograd_row(std::max(sh.c, sh.k)) + kWinogradSlots * winograd_grad_slot_size(sh.c);
-  return std::max({one(sh.c, sh.k), one(sh.k, sh.c), weights});
+  return std::max({one(sh.c, sh.k, 16), one(sh.k, sh.c, 16), one(sh.c, sh.k, 36), one(sh.k, sh.c, 36), weights});
 }
 
-void winograd_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
-                      float* y, float* ws) {
-  HWY_DYNAMIC_DISPATCH(winograd_forward_f32)(sh, x, w, bias, y, ws);
+void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
+                      const float* bias, float* y, float* ws) {
+  HWY_DYNAMIC_DISPATCH(winograd_forward_f32)(sh, m, x, w, bias, y, ws);
 }
-void winograd_forward(const Conv2dShape& sh, const double* x, const double* w,
+void winograd_forward(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
                       const double* bias, double* y, double* ws) {
-  HWY_DYNAMIC_DISPATCH(winograd_forward_f64)(sh, x, w, bias, y, ws);
+  HWY_DYNAMIC_DISPATCH(winograd_forward_f64)(sh, m, x, w, bias, y, ws);
 }
-void winograd_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
-                            float* ws, bool accumulate) {
-  HWY_DYNAMIC_DISPATCH(winograd_backward_data_f32)(sh, dy, w, dx, ws, accumulate);
+void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
+                            float* dx, float* ws, bool accumulate) {
+  HWY_DYNAMIC_DISPATCH(winograd_backward_data_f32)(sh, m, dy, w, dx, ws, accumulate);
 }
-void winograd_backward_data(const Conv2dShape& sh, const double* dy, const double* w,
+void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const double* dy, const double* w,
                             double* dx, double* ws, bool accumulate) {
-  HWY_DYNAMIC_DISPATCH(winograd_backward_data_f64)(sh, dy, w, dx, ws, accumulate);
+  HWY_DYNAMIC_DISPATCH(winograd_backward_data_f64)(sh, m, dy, w, dx, ws, accumulate);
 }
 
 void winograd_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,

@@ -1,5 +1,5 @@
-// Winograd F(2x2, 3x3) convolution: the entry points conv.cpp dispatches to for 3x3
-// stride-1 layers, and the workspace they need. Internal to the kernels library.
+// Winograd convolution, F(2x2, 3x3) and F(4x4, 3x3): the entry points conv.cpp dispatches
+// to for 3x3 stride-1 layers, and the workspace they need. Internal to the kernels library.
 #pragma once
 #include <cstddef>
 
@@ -9,12 +9,13 @@
 namespace odyssey::kernels::detail {
 
 // Workspace layout, the same for every SIMD target (sized for the largest of them).
-// Forward and backward-data (len source channels, outs output channels):
-//   U: transformed weights [groups][16][len][group width], round_up(outs, 64) * 16 * len
+// Forward and backward-data (len source channels, outs output channels, xi = (M+2)^2 = 16
+// for F(2x2, 3x3) and 36 for F(4x4, 3x3)):
+//   U: transformed weights [groups][xi][len][group width], round_up(outs, 64) * xi * len
 //   bias: round_up(outs, 64); a row of winograd_row(len) zeros
-//   kWinogradSlots slots of: transformed input [block tiles][16][row], then the GEMM
-//   results, [16][block tiles][group width] (when one group's transformed weights exceed
-//   kWinogradGroupWeightsL2 bytes) or [16][rows * group width] of one register tile.
+//   kWinogradSlots slots of: transformed input [block tiles][xi][row], then the GEMM
+//   results, [xi][block tiles][group width] (when one group's transformed weights exceed
+//   kWinogradGroupWeightsL2 bytes) or [xi][rows * group width] of one register tile.
 constexpr std::size_t kWinogradMaxGroup = 64;
 constexpr std::size_t kWinogradMaxTile = 384;
 /// Transformed-input elements per block: 48 Ki (192 KiB of float) keeps a block's input in
@@ -24,18 +25,20 @@ constexpr std::size_t kWinogradBlockBudget = 288 * 1024;
 /// Elements per transformed-input row of `len` channels (whole 64-byte lines).
 constexpr std::size_t winograd_row(std::size_t len) { return round_up(len, 16); }
 /// Tiles per block: a multiple of 12 (so of every target's register-tile rows), 12 to 96.
-constexpr std::size_t winograd_max_block_tiles(std::size_t len) {
-  const std::size_t t = kWinogradBlockBudget / (16 * winograd_row(len)) / 12 * 12;
+constexpr std::size_t winograd_max_block_tiles(std::size_t len, std::size_t xi) {
+  const std::size_t t = kWinogradBlockBudget / (xi * winograd_row(len)) / 12 * 12;
   return t < 12 ? 12 : (t > 96 ? 96 : t);
 }
-constexpr std::size_t winograd_slot_size(std::size_t len) {
-  const std::size_t t = winograd_max_block_tiles(len), one_tile = 16 * kWinogradMaxTile;
-  const std::size_t block = 16 * t * kWinogradMaxGroup;
-  return round_up(t * 16 * winograd_row(len) + (block > one_tile ? block : one_tile), 16);
+/// The most tiles of a block that streams its weights (xi_outer, below), and so of any block.
+constexpr std::size_t kWinogradOuterTiles = 96;
+constexpr std::size_t winograd_slot_size(std::size_t len, std::size_t xi) {
+  const std::size_t t = kWinogradOuterTiles, one_tile = xi * kWinogradMaxTile;
+  const std::size_t block = xi * t * kWinogradMaxGroup;
+  return round_up(t * xi * winograd_row(len) + (block > one_tile ? block : one_tile), 16);
 }
-/// Above this many bytes of transformed weights per output-channel group (16 x len x group
+/// Above this many bytes of transformed weights per output-channel group (xi x len x group
 /// width), forward and backward-data take one xi at a time over a block rather than one
-/// register tile at a time through all 16 xi.
+/// register tile at a time through all xi.
 constexpr std::size_t kWinogradGroupWeightsL2 = 256 * 1024;
 
 /// Worker loops of one call, each with its own scratch slot in the workspace; a call uses
@@ -68,21 +71,23 @@ constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
   return round_up(kWinogradGradSubTiles * 16 * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);
 }
 
-/// Whether a call with `algorithm` runs Winograd for `sh` (automatic: what
-/// conv2d_automatic_algorithm says); throws std::invalid_argument when Winograd is asked for
-/// and does not apply.
-bool use_winograd(const Conv2dShape& sh, ConvAlgorithm algorithm);
+/// The Winograd output tile a call with `algorithm` runs for `sh`: 2 (F(2x2, 3x3)), 4
+/// (F(4x4, 3x3); its weight gradient runs F(2x2, 3x3)) or 0 (the direct convolution);
+/// automatic: what conv2d_automatic_algorithm says. Throws std::invalid_argument when
+/// Winograd is asked for and does not apply.
+std::size_t winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
 
-/// Elements (of the scalar type) forward and backward-data need for `sh`.
+/// Elements (of the scalar type) every Winograd pass needs for `sh`, with either tile.
 std::size_t winograd_workspace_size(const Conv2dShape& sh);
 
-void winograd_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
-                      float* y, float* ws);
-void winograd_forward(const Conv2dShape& sh, const double* x, const double* w,
+/// Forward and backward-data with output tiles of m x m (2 or 4).
+void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
+                      const float* bias, float* y, float* ws);
+void winograd_forward(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
                       const double* bias, double* y, double* ws);
-void winograd_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
-                            float* ws, bool accumulate);
-void winograd_backward_data(const Conv2dShape& sh, const double* dy, const double* w,
+void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
+                            float* dx, float* ws, bool accumulate);
+void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const double* dy, const double* w,
                             double* dx, double* ws, bool accumulate);
 void winograd_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
                                float* db, float* ws);

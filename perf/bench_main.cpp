@@ -52,6 +52,8 @@ void report_bytes(benchmark::State& state, double bytes) {
 
 int run_benchmarks(int argc, char** argv, const char* suite) {
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism, bench_threads());
+  // ODYSSEY_TARGET=AVX2 (say) runs the kernels, and the peak measurement, on that target.
+  if (const char* target = std::getenv("ODYSSEY_TARGET"); target && *target) odyssey::kernels::use_target(target);
   const double ghz = measured_clock_ghz(bench_threads());
   std::printf("%s: %s, SIMD target %s, %zu threads, fp32 peak measured %.0f GFLOP/s (DESIGN.md: %.0f; "
               "%.1f FLOP per cycle per thread at the %.2f GHz a dependent-add chain measures), "

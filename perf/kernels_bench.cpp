@@ -1,4 +1,5 @@
-// Every kernel at every ResNet-18 (CIFAR) shape, batch 128 (ODYSSEY_BATCH to change it),
+// Every kernel at every ResNet-18 (CIFAR) shape, batch 128 (ODYSSEY_BATCH to change it;
+// ODYSSEY_INPUT=fashion for the 28x28 network `make train` runs: extents 28, 14, 7 and 4),
 // fp32: GFLOP/s for conv and linear, GB/s for the memory-bound ops, each also as a
 // percentage of the machine's limits.
 #include "bench_main.h"
@@ -41,8 +42,15 @@ const ConvCase kConvs[] = {
     {"l4_proj_1x1_256to512_s2", 256, 8, 512, 1, 2, 0},
 };
 
+// The input extent of each convolution: the CIFAR network's (32, 16, 8, 4), or 28/32 of
+// it rounded up for the 28x28 Fashion-MNIST input (28, 14, 7, 4).
+const bool kFashion = [] {
+  const char* env = std::getenv("ODYSSEY_INPUT");
+  return env && std::string(env) == "fashion";
+}();
 ok::Conv2dShape conv_shape(const ConvCase& c) {
-  return {kBatch, c.c, c.h, c.h, c.k, c.r, c.r, c.stride, c.pad};
+  const std::size_t h = kFashion ? (c.h * 28 + 31) / 32 : c.h;
+  return {kBatch, c.c, h, h, c.k, c.r, c.r, c.stride, c.pad};
 }
 
 std::vector<float> filled(std::size_t n, float v) { return std::vector<float>(n, v); }
@@ -74,16 +82,24 @@ void bm_conv(benchmark::State& state, ConvCase cc, Pass pass, ok::ConvAlgorithm 
 }
 
 void register_convs() {
-  // conv2d/...: what a layer runs (ConvAlgorithm::automatic). conv2d_direct/...: the direct
-  // convolution where automatic picks Winograd, for the comparison. GFLOP/s count the direct
-  // convolution's FLOPs (2 x N x P x Q x K x C x R x S) either way.
+  // conv2d/...: what a layer runs (ConvAlgorithm::automatic). Where Winograd applies, the
+  // others for the comparison: conv2d_direct/... (all three passes), conv2d_winograd/...
+  // (F(2x2, 3x3)) and conv2d_winograd4/... (F(4x4, 3x3)), forward and backward-data (their
+  // weight gradients are the same). GFLOP/s count the direct convolution's FLOPs
+  // (2 x N x P x Q x K x C x R x S) either way.
+  const std::pair<Pass, const char*> passes[] = {
+      {Pass::forward, "fwd"}, {Pass::backward_data, "bwd_data"}, {Pass::backward_weights, "bwd_weights"}};
   for (const auto& c : kConvs) {
-    const bool winograd = ok::conv2d_automatic_algorithm(conv_shape(c)) == ok::ConvAlgorithm::winograd;
+    const bool winograd = ok::conv2d_automatic_algorithm(conv_shape(c)) != ok::ConvAlgorithm::direct;
     for (auto [algo, prefix] : {std::pair{ok::ConvAlgorithm::automatic, "conv2d/"},
-                                std::pair{ok::ConvAlgorithm::direct, "conv2d_direct/"}}) {
-      if (algo == ok::ConvAlgorithm::direct && !winograd) continue;
-      for (auto [pass, label] : {std::pair{Pass::forward, "fwd"}, std::pair{Pass::backward_data, "bwd_data"},
-                                 std::pair{Pass::backward_weights, "bwd_weights"}}) {
+                                std::pair{ok::ConvAlgorithm::direct, "conv2d_direct/"},
+                                std::pair{ok::ConvAlgorithm::winograd, "conv2d_winograd/"},
+                                std::pair{ok::ConvAlgorithm::winograd4, "conv2d_winograd4/"}}) {
+      if (algo != ok::ConvAlgorithm::automatic && !winograd) continue;
+      for (auto [pass, label] : passes) {
+        const bool same_weights = pass == Pass::backward_weights && (algo == ok::ConvAlgorithm::winograd ||
+                                                                     algo == ok::ConvAlgorithm::winograd4);
+        if (same_weights) continue;
         benchmark::RegisterBenchmark((std::string(prefix) + label + "/" + c.name).c_str(), bm_conv, c, pass, algo)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()
