@@ -461,10 +461,10 @@ void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T*
 // Z = A dY A^T (dY: the tile's 2x2 output gradient, zero past the image), so
 //   dU[xi][c][k] = sum over tiles of V[xi][c] * Z[xi][k]   (16 GEMMs reducing over tiles)
 //   dw[k][c] += G^T dU[c][k] G.
-// A task owns one output-channel group and a range of input channels (all 16 xi), and walks
-// all tiles in sub-chunks of a fixed size, transforming the sub-chunk's V (its channels) and
-// Z (its group) into its slot: every dU element is summed by one task in one fixed order,
-// so the result does not depend on the thread count.
+// A task owns 64 output channels (one or more register groups) for one part of the tiles
+// (all input channels, all 16 xi), and walks its tiles in sub-chunks of a fixed size,
+// transforming the sub-chunk's V and Z (its channels) into its slot: every dU element is
+// summed by one task in one fixed order, so the result does not depend on the thread count.
 
 /// Prefetches the cache lines of channels [c_begin, c_begin + count) of the lower right 2x2
 /// pixels of `tile`'s 4x4 patch: the rest of it belongs to the tiles before it in the same
@@ -539,24 +539,29 @@ struct WinoGradJob {
   std::size_t kp, sub_tiles;
 };
 
-/// dU for output group `grp`, every input channel and all 16 xi, summed over tiles
+/// dU for the output channels [tg*TG, tg*TG + TG) (TG = kWinogradMaxGroup: one or more
+/// register groups of G), every input channel and all 16 xi, summed over tiles
 /// [t_begin, t_end) (at least one) into `du` ([16][C][kp]).
 template <class Tile, class T>
-HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::size_t grp, std::size_t t_begin,
+HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::size_t tg, std::size_t t_begin,
                                         std::size_t t_end, T* slot) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  constexpr std::size_t TG = detail::kWinogradMaxGroup;
+  static_assert(TG % G == 0);
   const Conv2dShape& sh = *j.sh;
   const std::size_t C = sh.c, crow = detail::winograd_row(C), S = j.sub_tiles;
-  const std::size_t width = std::min(G, sh.k - grp * G);
+  const std::size_t k_begin = tg * TG, width = std::min(TG, sh.k - k_begin), subgroups = detail::ceil_div(width, G);
   T* v = slot;                  // [16][S][crow]
-  T* z = slot + 16 * S * crow;  // [16][S][G]
+  T* z = slot + 16 * S * crow;  // [16][S][TG]
   const Patches<T>& pt = j.x;
   for (std::size_t s0 = t_begin; s0 < t_end; s0 += S) {
     const std::size_t nt = std::min(S, t_end - s0);
     for (std::size_t t = 0; t < nt; ++t) {
       transform_input<2>(d, pt, s0 + t, 0, C, v + t * crow, S * crow);
-      transform_grad<Tile>(j.dy, pt.grid, sh.k, s0 + t, grp, width, pt.zero, z + t * G, S * G);
+      for (std::size_t sg = 0; sg < subgroups; ++sg)
+        transform_grad<Tile>(j.dy, pt.grid, sh.k, s0 + t, k_begin / G + sg, std::min(G, width - sg * G), pt.zero,
+                             z + t * TG + sg * G, S * TG);
     }
     // The GEMMs below are compute-bound and touch only the slot; meanwhile, prefetch what
     // the next sub-chunk's transforms read (a burst of loads with little arithmetic, which
@@ -566,20 +571,21 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
     for (std::size_t xi = 0; xi < 16; ++xi) {
       for (std::size_t t = next + xi * per_xi; t < std::min(next_end, next + (xi + 1) * per_xi); ++t) {
         prefetch_patch(pt, t, 0, C);
-        prefetch_grad(j.dy, pt.grid, sh.k, t, grp * G, width);
+        prefetch_grad(j.dy, pt.grid, sh.k, t, k_begin, width);
       }
-      for (std::size_t c0 = 0; c0 < C; c0 += MR) {
-        const std::size_t mr = std::min(MR, C - c0);
-        T* out = du + (xi * sh.c + c0) * j.kp + grp * G;
-        hn::Vec<decltype(d)> acc[MR * NV];
-        for (std::size_t i = 0; i < MR; ++i)
-          for (std::size_t k = 0; k < NV; ++k)
-            acc[i * NV + k] = s0 == t_begin || i >= mr ? hn::Zero(d) : hn::Load(d, out + i * j.kp + k * L);
-        // Rows past mr read the slot's padding or the next channels: computed, never stored.
-        tile_pixels<MR, NV, true>(d, v + xi * S * crow + c0, crow, z + xi * S * G, G, nt, G, acc);
-        for (std::size_t i = 0; i < mr; ++i)
-          for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
-      }
+      for (std::size_t sg = 0; sg < subgroups; ++sg)
+        for (std::size_t c0 = 0; c0 < C; c0 += MR) {
+          const std::size_t mr = std::min(MR, C - c0);
+          T* out = du + (xi * sh.c + c0) * j.kp + k_begin + sg * G;
+          hn::Vec<decltype(d)> acc[MR * NV];
+          for (std::size_t i = 0; i < MR; ++i)
+            for (std::size_t k = 0; k < NV; ++k)
+              acc[i * NV + k] = s0 == t_begin || i >= mr ? hn::Zero(d) : hn::Load(d, out + i * j.kp + k * L);
+          // Rows past mr read the slot's padding or the next channels: computed, never stored.
+          tile_pixels<MR, NV, true>(d, v + xi * S * crow + c0, crow, z + xi * S * TG + sg * G, TG, nt, G, acc);
+          for (std::size_t i = 0; i < mr; ++i)
+            for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
+        }
     }
   }
 }
@@ -588,7 +594,9 @@ template <class T>
 void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy, T* dw, T* db, T* ws) {
   using Tile = ConvTile<T>;
   constexpr std::size_t G = Tile::kGroup;
-  const std::size_t groups = detail::ceil_div(sh.k, G), kp = groups * G;
+  // A task takes kWinogradMaxGroup output channels (several register groups where G is
+  // narrower, as on AVX2), so the input transform of a sub-chunk serves all of them.
+  const std::size_t groups = detail::ceil_div(sh.k, detail::kWinogradMaxGroup), kp = detail::round_up(sh.k, G);
   // The tiles are cut into `parts` (by the shape alone: weight_parts.h); each part's dU goes
   // to its own partial, `stride` elements apart, and the partials are added in part order.
   const std::size_t parts = detail::winograd_weight_parts(sh), stride = detail::winograd_weight_partial_size(sh);

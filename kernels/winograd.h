@@ -57,15 +57,21 @@ constexpr bool winograd_applies(const Conv2dShape& sh) {
 // Weight gradient: winograd_weight_parts(sh) partial dU [16][C][round_up(K, 64)] (one per
 // part of the tiles, weight_parts.h), a zero row, then kWinogradSlots slots of one
 // task's transformed input [16][sub-chunk tiles][row] and output gradient
-// [16][sub-chunk tiles][64] for a sub-chunk of kWinogradGradSubTiles tiles.
+// [16][sub-chunk tiles][64] for a sub-chunk of kWinogradGradSubTiles tiles. A task owns 64
+// output channels (kWinogradMaxGroup) on every target: one register group on AVX-512,
+// four on AVX2, which share the task's input transform (with a task per 16-channel
+// register group AVX2 transformed every input patch K/16 times: 1.5-1.7x slower).
 //
 // The sub-chunk trades the transforms' footprint (16 values per tile and channel, which
 // should stay in L2 for the GEMMs that read them) against reloading the task's dU
 // accumulators once per sub-chunk. Measured at batch 128 (ms, layers 1/2/3/4): sub-chunks
 // sized to 4 MiB of transforms 28.6/20.0/18.6/20.5 (layer 1's spill out of L2), to 192 KiB
 // 21.3/18.2/18.2/32.2 (layer 4 reloads 2 MiB of dU every 5 tiles), 32 tiles for every layer
-// 23.7/17.4/18.2/20.2.
-constexpr std::size_t kWinogradGradSubTiles = 32;
+// 23.7/17.4/18.2/20.2. After the weight-gradient parts (model-167 Xeon, AVX3): 16 tiles
+// 22.4/44.2/36.3/36.2, 32 22.5/29.4/26.4/28.0, 64 20.8/22.7/20.1/23.8, 96 22.4/23.8/22.9/28.9,
+// 128 22.3/23.7/23.5/27.0; AVX2 32 72.8/60.9/63.1/71.4, 48 63.1/57.6/59.1/73.0, 64
+// 63.7/56.6/61.4/64.8. The sub-chunk never changes a sum (the accumulators carry over).
+constexpr std::size_t kWinogradGradSubTiles = 64;
 constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
   // + kWinogradMaxTile: the last register tile of channels may read past the rows.
   return round_up(kWinogradGradSubTiles * 16 * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);

@@ -119,5 +119,10 @@ elif [ -z "$table" ]; then
   echo "ok:   disk full while saving a checkpoint"
 fi
 
+# ---- environment
+export ODYSSEY_TARGET=NOSUCH
+row "unknown SIMD target (ODYSSEY_TARGET=NOSUCH)" "ODYSSEY_TARGET: SIMD target 'NOSUCH' is not available" -- train --train-subset 64 --epochs 1 --out "$tmp/target"
+unset ODYSSEY_TARGET
+
 [ "$failures" -eq 0 ] || { echo "$failures case(s) failed" >&2; exit 1; }
 [ -n "$table" ] || echo "all bad-input cases give their message and exit code 2"

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <map>
@@ -52,13 +53,25 @@ int main(int argc, char** argv) {
     odyssey::cli::communicator() = timed.get();
     if (world->rank() != 0 && !std::freopen("/dev/null", "w", stdout)) return odyssey::cli::kExitBadInput;
   }
+  // ODYSSEY_TARGET=AVX2 (say) runs every kernel on that SIMD target instead of the best the
+  // CPU has: to reproduce bit for bit, or to time, a run of a machine with fewer vector units.
+  if (const char* target = std::getenv("ODYSSEY_TARGET"); target && *target) {
+    try {
+      odyssey::kernels::use_target(target);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "odyssey: error: ODYSSEY_TARGET: %s\n", e.what());
+      return odyssey::cli::kExitBadInput;
+    }
+  }
   CLI::App app{
       "odyssey: CIFAR ResNets (ResNet-18, ResNet-34, PreAct ResNet-18) on the CPU. Train on\n"
       "Fashion-MNIST (Debian's dataset-fashion-mnist, the default) or CIFAR-10 (binary version),\n"
       "resume a run, evaluate weights, predict images, and inspect weight files (safetensors with\n"
       "PyTorch's names).\n"
       "Exit codes: 0 success, 1 training diverged, 2 bad input or usage, 130/143 training stopped\n"
-      "by SIGINT/SIGTERM (with a checkpoint to resume from).",
+      "by SIGINT/SIGTERM (with a checkpoint to resume from).\n"
+      "Environment: ODYSSEY_TARGET=AVX2 (or another Highway target name) runs the kernels on that\n"
+      "SIMD target instead of the best one; results are bitwise the same per target.",
       "odyssey"};
   app.require_subcommand(1);
   odyssey::cli::command_line().assign(argv, argv + argc);
