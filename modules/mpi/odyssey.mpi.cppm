@@ -8,6 +8,13 @@
 // reduce-scatter and an all-gather, the two halves of a ring allreduce: each rank sends and
 // receives 2 (size - 1) / size of the data. Both halves are non-blocking; progress() moves
 // them on while the caller computes.
+//
+// MPI matches collectives on a communicator by the order each rank enters them, so every
+// rank must enter them in the same order. A sum's second half starts when its first half is
+// complete, which is a matter of timing and differs between ranks. So the halves run on
+// communicators of their own (duplicates of MPI_COMM_WORLD, which keeps the blocking
+// allgather and broadcast), and second halves start strictly in the order the sums were
+// started: each communicator then sees the same sequence on every rank.
 module;
 #include <mpi.h>
 
@@ -50,14 +57,19 @@ inline void mpi_check(int rc, const char* what) {
 class PendingSum {
  public:
   virtual ~PendingSum() = default;
-  /// Advances without blocking (blocking when `wait`); true once complete.
-  virtual bool advance(bool wait) = 0;
+  /// Advances without blocking (blocking when `wait`); true once complete. The second half
+  /// starts only when `may_gather` (every sum started earlier has started its own).
+  virtual bool advance(bool wait, bool may_gather) = 0;
+  [[nodiscard]] virtual bool gathering() const noexcept = 0;
+  /// Blocks until the first half is complete and starts the second.
+  virtual void start_gather() = 0;
 };
 
 template <class T>
 class RankOrderSum final : public PendingSum {
  public:
-  RankOrderSum(std::span<T> data, MPI_Comm comm, int rank, int size) : data_(data), comm_(comm), rank_(rank) {
+  RankOrderSum(std::span<T> data, MPI_Comm scatter, MPI_Comm gather, int rank, int size)
+      : data_(data), gather_(gather), rank_(rank) {
     const std::size_t n = data.size(), p = std::size_t(size);
     counts_.resize(p);
     displs_.resize(p);
@@ -74,12 +86,23 @@ class RankOrderSum final : public PendingSum {
     recv_displs_.resize(p);
     for (std::size_t r = 0; r < p; ++r) recv_displs_[r] = int(r) * mine;
     mpi_check(MPI_Ialltoallv(data_.data(), counts_.data(), displs_.data(), mpi_type<T>(), received_.data(),
-                             recv_counts_.data(), recv_displs_.data(), mpi_type<T>(), comm_, &request_),
+                             recv_counts_.data(), recv_displs_.data(), mpi_type<T>(), scatter, &request_),
               "MPI_Ialltoallv");
   }
 
-  bool advance(bool wait) override {
+  /// Whether the all-gather half has started (every earlier sum's has too).
+  [[nodiscard]] bool gathering() const noexcept override { return phase_ > 0; }
+
+  void start_gather() override {
+    if (phase_ != 0) return;
+    mpi_check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
+    phase_ = 1;
+    reduce_and_gather();
+  }
+
+  bool advance(bool wait, bool may_gather) override {
     while (phase_ < 2) {
+      if (phase_ == 0 && !may_gather) return false;
       int done = 0;
       if (wait) {
         mpi_check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Wait");
@@ -103,12 +126,12 @@ class RankOrderSum final : public PendingSum {
       out[i] = s;
     }
     mpi_check(MPI_Iallgatherv(MPI_IN_PLACE, 0, mpi_type<T>(), data_.data(), counts_.data(), displs_.data(),
-                              mpi_type<T>(), comm_, &request_),
+                              mpi_type<T>(), gather_, &request_),
               "MPI_Iallgatherv");
   }
 
   std::span<T> data_;
-  MPI_Comm comm_;
+  MPI_Comm gather_;
   int rank_;
   std::vector<int> counts_, displs_, recv_counts_, recv_displs_;
   std::vector<T> received_;
@@ -151,7 +174,18 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     // Errors come back as codes (turned into exceptions) instead of aborting the job.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    detail::mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &scatter_), "MPI_Comm_dup");
+    detail::mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &gather_), "MPI_Comm_dup");
+    MPI_Comm_set_errhandler(scatter_, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(gather_, MPI_ERRORS_RETURN);
   }
+  ~MpiCommunicator() override {
+    pending_.clear();
+    MPI_Comm_free(&gather_);
+    MPI_Comm_free(&scatter_);
+  }
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
 
   [[nodiscard]] int rank() const noexcept override { return rank_; }
   [[nodiscard]] int size() const noexcept override { return size_; }
@@ -176,14 +210,22 @@ class MpiCommunicator final : public Communicator {
   std::size_t start_sum(std::span<double> data) override { return start(data); }
 
   void progress() override {
-    for (auto& [handle, p] : pending_)
-      if (p && p->advance(false)) p.reset();  // complete: kept (empty) until waited for
+    // Second halves start in start order: none after a sum whose first half is still out.
+    bool may_gather = true;
+    for (auto& [handle, p] : pending_) {
+      if (!p) continue;
+      if (p->advance(false, may_gather)) p.reset();  // complete: kept (empty) until waited for
+      else if (!p->gathering()) may_gather = false;
+    }
   }
 
   void wait_sum(std::size_t handle) override {
     const auto it = pending_.find(handle);
     if (it == pending_.end()) throw std::invalid_argument("MpiCommunicator::wait_sum: no such sum in flight");
-    if (it->second) it->second->advance(true);
+    // Every earlier sum's second half first, in order, so that this one's may start.
+    for (auto e = pending_.begin(); e != it; ++e)
+      if (e->second && !e->second->gathering()) e->second->start_gather();
+    if (it->second) it->second->advance(true, true);
     pending_.erase(it);
   }
 
@@ -198,11 +240,12 @@ class MpiCommunicator final : public Communicator {
   template <class T>
   std::size_t start(std::span<T> data) {
     const std::size_t handle = next_handle_++;
-    pending_.emplace(handle, std::make_unique<detail::RankOrderSum<T>>(data, MPI_COMM_WORLD, rank_, size_));
+    pending_.emplace(handle, std::make_unique<detail::RankOrderSum<T>>(data, scatter_, gather_, rank_, size_));
     return handle;
   }
 
   int rank_ = 0, size_ = 1;
+  MPI_Comm scatter_ = MPI_COMM_NULL, gather_ = MPI_COMM_NULL;  // the two halves of every sum
   std::map<std::size_t, std::unique_ptr<detail::PendingSum>> pending_;  // by handle, in start order
   std::size_t next_handle_ = 0;
 };

@@ -17,6 +17,13 @@
 // orders): it prints each step's losses and the final weights' relative L2 distances from
 // whole. Float rounding differences grow in training; this shows how fast, and that the
 // shards' grow no faster than another order's.
+//   grad_worker --sum-order
+// checks the communicator under timing that differs by rank: several sums in flight, blocking
+// allgathers between them, and odd ranks pausing in progress() so that their sums' halves
+// complete at other moments than the even ranks'. Every sum must equal the rank-order sum
+// computed locally, bitwise, on every rank.
+#include <chrono>
+#include <thread>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -146,6 +153,52 @@ std::pair<std::vector<double>, std::vector<float>> train_steps(Communicator* com
   return {losses, flat(*net)};
 }
 
+/// Rank r's value at element i of sum s (the same formula on every rank).
+float value(int r, std::size_t s, std::size_t i) {
+  return float(std::sin(double(r * 7919 + int(s) * 104729 + int(i)) * 0.001)) * float(1 + r);
+}
+
+int sum_order(Communicator& world) {
+  const int n = world.size(), rank = world.rank();
+  constexpr std::size_t rounds = 20, per_round = 4;
+  std::size_t wrong = 0;
+  for (std::size_t round = 0; round < rounds; ++round) {
+    std::vector<std::vector<float>> data(per_round);
+    std::vector<std::size_t> handles;
+    for (std::size_t k = 0; k < per_round; ++k) {
+      const std::size_t s = round * per_round + k;
+      data[k].resize(1000 + 997 * s % 50000);
+      for (std::size_t i = 0; i < data[k].size(); ++i) data[k][i] = value(rank, s, i);
+      handles.push_back(world.start_sum(data[k]));
+      if (rank % 2 == 1) {
+        // Give this sum's first half time to complete here, not on the even ranks.
+        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(3);
+        while (std::chrono::steady_clock::now() < until) world.progress();
+      } else {
+        world.progress();
+      }
+      std::vector<double> mine{double(rank) + double(s)};
+      std::vector<double> all(static_cast<std::size_t>(n));
+      world.allgather(mine, all);
+      for (int r = 0; r < n; ++r)
+        if (all[std::size_t(r)] != double(r) + double(s)) ++wrong;
+    }
+    // Waited for in reverse order on even ranks, in order on odd ones.
+    for (std::size_t k = 0; k < per_round; ++k) world.wait_sum(handles[rank % 2 == 0 ? per_round - 1 - k : k]);
+    for (std::size_t k = 0; k < per_round; ++k) {
+      const std::size_t s = round * per_round + k;
+      for (std::size_t i = 0; i < data[k].size(); ++i) {
+        float expect = value(0, s, i);
+        for (int r = 1; r < n; ++r) expect += value(r, s, i);
+        if (data[k][i] != expect) ++wrong;
+      }
+    }
+  }
+  std::printf("rank %d: %zu sums, %zu wrong values%s\n", rank, rounds * per_round, wrong,
+              wrong ? "" : "; every sum bitwise the rank-order sum");
+  return wrong ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,6 +220,7 @@ int main(int argc, char** argv) {
       return named ? 0 : 1;
     }
   }
+  if (argc > 1 && std::strcmp(argv[1], "--sum-order") == 0) return sum_order(world);
   if (argc > 2 && std::strcmp(argv[1], "--steps") == 0) {
     const std::size_t k = std::stoul(argv[2]);
     const auto sharded = train_steps(&world, std::size_t(rank), std::size_t(n), k, false);

@@ -4,6 +4,7 @@
 #  - one step over N = 1, 2, 3, 4 ranks equals the single-process step (grad_worker: within
 #    1e-4; unsynchronised batch norm, the control, must fail), and 16 steps drift apart no
 #    faster than a single process with other summation orders (reversed batches);
+#  - sums in flight stay bitwise rank-order sums when the ranks' timing differs;
 #  - the per-epoch state checksum stops every rank when one rank's model differs;
 #  - `mpirun -np 2|4 odyssey train` against `odyssey train`: the first steps' losses agree
 #    within 1e-4, the final weights within 2% (the float rounding of the sums grows in
@@ -40,6 +41,12 @@ if out=$("${mpi[@]}" -np 2 "$grad_worker" --local-bn 2>&1); then
 else
   echo "ok:   the control (batch norm per shard) fails: $(echo "$out" | head -1)"
 fi
+# Sums in flight while ranks' timing differs: a collective entered out of order on one rank
+# is MPI_ERR_TRUNCATE or a corrupted heap (as a CI run of -np 4 training once showed).
+for n in 2 3 4; do
+  out=$("${mpi[@]}" -np "$n" "$grad_worker" --sum-order 2>&1) && echo "ok:   $n ranks, rank-dependent timing: $(echo "$out" | head -1)" ||
+    fail "sums under rank-dependent timing on $n ranks: $out"
+done
 for n in 2 3; do
   out=$("${mpi[@]}" -np "$n" "$grad_worker" --checksum 2>&1) && echo "ok:   $n ranks, one differs: $out" ||
     fail "the state checksum on $n ranks: $out"
