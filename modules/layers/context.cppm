@@ -102,6 +102,16 @@ struct Context {
     if (on_gradient) on_gradient(grad);
   }
 
+  /// Scratch memory of the convolutions (kernels::conv2d_workspace_size): one buffer for
+  /// every layer, since a call's scratch is dead when it returns and layers run one at a
+  /// time; grown to the largest need seen and never shrunk. Uninitialised, so pages that no
+  /// call touches never become resident.
+  AlignedBuffer<T> workspace;
+  [[nodiscard]] T* workspace_for(std::size_t elements) {
+    if (workspace.size() < elements) workspace = AlignedBuffer<T>::uninitialized(elements);
+    return workspace.data();
+  }
+
   /// Called by the training step before each forward pass.
   void begin_step(std::uint64_t global_step) noexcept {
     step = global_step;

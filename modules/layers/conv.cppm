@@ -33,7 +33,7 @@ class Conv2d {
   Parameter<T, weight_shape> weight;
   [[no_unique_address]] std::conditional_t<HasBias, Parameter<T, Shape<K>>, detail::NoBias> bias;
 
-  Conv2d() : ws_(AlignedBuffer<T>::uninitialized(kernels::conv2d_workspace_size(geometry(1)))) {}
+  Conv2d() = default;
   /// PyTorch's default initialisation (Kaiming-uniform, a = sqrt(5)) from `rng`.
   explicit Conv2d(Rng& rng) : Conv2d() { reset_parameters(rng); }
 
@@ -45,7 +45,7 @@ class Conv2d {
   const Activation<T, output_shape>& forward(const Activation<T, In>& x, Context<T>& ctx) {
     y_.resize(x.batch());
     kernels::conv2d_forward(geometry(x.batch()), x.data(), weight.value.data(), bias_data(),
-                            y_.data(), ws_.data());
+                            y_.data(), workspace(x.batch(), ctx));
     if (ctx.mode == Mode::training) x_.save(x);
     else x_.clear();
     return y_;
@@ -57,11 +57,12 @@ class Conv2d {
     const auto g = geometry(dy.batch());
     T* db = nullptr;
     if constexpr (HasBias) db = bias.grad.data();
-    kernels::conv2d_backward_weights(g, x.data(), dy.data(), weight.grad.data(), db, workspace(dy.batch()));
+    T* ws = workspace(dy.batch(), ctx);
+    kernels::conv2d_backward_weights(g, x.data(), dy.data(), weight.grad.data(), db, ws);
     ctx.gradient_ready(weight.grad.span());
     if constexpr (HasBias) ctx.gradient_ready(bias.grad.span());
     dx.add(dy.batch(), [&](T* out, bool accumulate) {
-      kernels::conv2d_backward_data(g, dy.data(), weight.value.data(), out, ws_.data(), accumulate);
+      kernels::conv2d_backward_data(g, dy.data(), weight.value.data(), out, ws, accumulate);
     });
   }
 
@@ -75,13 +76,10 @@ class Conv2d {
   static constexpr kernels::Conv2dShape geometry(std::size_t n) {
     return {n, in_channels, In::extents[1], In::extents[2], K, Kernel, Kernel, Stride, Pad};
   }
-  /// The workspace for a batch of n: forward and backward-data need the same for any batch,
-  /// the weight gradient's partial sums grow with it (kernels/weight_parts.h); grown only
-  /// when a batch needs more than any before.
-  T* workspace(std::size_t n) {
-    const std::size_t need = kernels::conv2d_workspace_size(geometry(n));
-    if (ws_.size() < need) ws_ = AlignedBuffer<T>::uninitialized(need);
-    return ws_.data();
+  /// The workspace for a batch of n, the context's (shared by every layer; the weight
+  /// gradient's partial sums grow with the batch: kernels/weight_parts.h).
+  static T* workspace(std::size_t n, Context<T>& ctx) {
+    return ctx.workspace_for(kernels::conv2d_workspace_size(geometry(n)));
   }
   const T* bias_data() const {
     if constexpr (HasBias) return bias.value.data();
@@ -90,7 +88,6 @@ class Conv2d {
 
   Activation<T, output_shape> y_;
   detail::SavedInput<T, In> x_;  // the training-mode input, read by backward
-  AlignedBuffer<T> ws_;
 };
 
 }  // namespace odyssey
