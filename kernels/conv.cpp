@@ -332,8 +332,20 @@ ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
   return ConvAlgorithm::winograd;
 }
 
-std::size_t detail::winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  if (algorithm == ConvAlgorithm::automatic) algorithm = conv2d_automatic_algorithm(sh);
+ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
+  const ConvAlgorithm a = conv2d_automatic_algorithm(sh);
+  if (a == ConvAlgorithm::direct) return a;
+  // F(4x4, 3x3) where its tiles fit the output as for the other passes and the reduction
+  // over tiles is long beside the transformed gradient it sums into ([36][C][K], 2.25x
+  // F(2x2, 3x3)'s, reloaded once per sub-chunk of tiles): at least kWinogradWeightTiles4.
+  const std::size_t t4 = detail::ceil_div(sh.p(), 4) * detail::ceil_div(sh.q(), 4);
+  const std::size_t t2 = detail::ceil_div(sh.p(), 2) * detail::ceil_div(sh.q(), 2);
+  if (36 * t4 * 100 <= 65 * 16 * t2 && sh.n * t4 >= detail::kWinogradWeightTiles4) return ConvAlgorithm::winograd4;
+  return ConvAlgorithm::winograd;
+}
+
+namespace {
+std::size_t winograd_tile_of(const Conv2dShape& sh, ConvAlgorithm algorithm) {
   if (algorithm == ConvAlgorithm::direct) return 0;
   if (!detail::winograd_applies(sh))
     throw std::invalid_argument("conv2d: the Winograd algorithm needs a 3x3 kernel, stride 1 and "
@@ -341,6 +353,14 @@ std::size_t detail::winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm
                                 std::to_string(sh.s) + ", stride " + std::to_string(sh.stride) +
                                 ", pad " + std::to_string(sh.pad) + ")");
   return algorithm == ConvAlgorithm::winograd4 ? 4 : 2;
+}
+}  // namespace
+
+std::size_t detail::winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_algorithm(sh) : algorithm);
+}
+std::size_t detail::winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_weight_algorithm(sh) : algorithm);
 }
 
 void conv2d_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,

@@ -174,13 +174,15 @@ void check(const Conv2dShape& sh) {
 void conv2d_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
                              float* db, float* ws, ConvAlgorithm algorithm) {
   check(sh);
-  if (detail::winograd_tile(sh, algorithm) != 0) return detail::winograd_backward_weights(sh, x, dy, dw, db, ws);
+  if (const std::size_t m = detail::winograd_weight_tile(sh, algorithm))
+    return detail::winograd_backward_weights(sh, m, x, dy, dw, db, ws);
   HWY_DYNAMIC_DISPATCH(conv_backward_weights_f32)(sh, x, dy, dw, db, ws);
 }
 void conv2d_backward_weights(const Conv2dShape& sh, const double* x, const double* dy,
                              double* dw, double* db, double* ws, ConvAlgorithm algorithm) {
   check(sh);
-  if (detail::winograd_tile(sh, algorithm) != 0) return detail::winograd_backward_weights(sh, x, dy, dw, db, ws);
+  if (const std::size_t m = detail::winograd_weight_tile(sh, algorithm))
+    return detail::winograd_backward_weights(sh, m, x, dy, dw, db, ws);
   HWY_DYNAMIC_DISPATCH(conv_backward_weights_f64)(sh, x, dy, dw, db, ws);
 }
 

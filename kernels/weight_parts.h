@@ -65,12 +65,14 @@ constexpr std::size_t conv_weight_parts(const Conv2dShape& sh) {
                       sh.n * (sh.h * sh.w * sh.c + sh.p() * sh.q() * sh.k));
 }
 
-/// Parts of the Winograd weight gradient (over its 2x2 output tiles; at least 64 each) and the
-/// elements of one part's dU ([16][C][K rounded up to 64]).
-constexpr std::size_t winograd_weight_partial_size(const Conv2dShape& sh) { return 16 * sh.c * round_up(sh.k, 64); }
-constexpr std::size_t winograd_weight_parts(const Conv2dShape& sh) {
-  const std::size_t tiles = sh.n * ceil_div(sh.p(), 2) * ceil_div(sh.q(), 2);
-  return weight_parts(sh.k, tiles, 64, winograd_weight_partial_size(sh),
+/// Parts of the Winograd weight gradient with MxM output tiles (m = 2 or 4; over its tiles, at
+/// least 64 each) and the elements of one part's dU ([(m+2)^2][C][K rounded up to 64]).
+constexpr std::size_t winograd_weight_partial_size(const Conv2dShape& sh, std::size_t m) {
+  return (m + 2) * (m + 2) * sh.c * round_up(sh.k, 64);
+}
+constexpr std::size_t winograd_weight_parts(const Conv2dShape& sh, std::size_t m) {
+  const std::size_t tiles = sh.n * ceil_div(sh.p(), m) * ceil_div(sh.q(), m);
+  return weight_parts(sh.k, tiles, 64, winograd_weight_partial_size(sh, m),
                       sh.n * (sh.h * sh.w * sh.c + sh.p() * sh.q() * sh.k));
 }
 

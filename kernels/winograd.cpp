@@ -1,5 +1,5 @@
-// Winograd convolution on channels-last activations (Lavin & Gray, 2015): F(2x2, 3x3) for all
-// three passes, and F(4x4, 3x3) for forward and backward-data.
+// Winograd convolution on channels-last activations (Lavin & Gray, 2015): F(2x2, 3x3) and
+// F(4x4, 3x3), each for all three passes.
 //
 // Every MxM output tile is Y = A^T [ U (.) V ] A, with V = B^T d B the transformed (M+2)x(M+2)
 // input patch d (one per channel) and U = G g G^T the transformed 3x3 kernel g (one per
@@ -466,23 +466,24 @@ void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T*
 // transforming the sub-chunk's V and Z (its channels) into its slot: every dU element is
 // summed by one task in one fixed order, so the result does not depend on the thread count.
 
-/// Prefetches the cache lines of channels [c_begin, c_begin + count) of the lower right 2x2
-/// pixels of `tile`'s 4x4 patch: the rest of it belongs to the tiles before it in the same
-/// row and the row above, prefetched with them.
-template <class T>
+/// Prefetches the cache lines of channels [c_begin, c_begin + count) of the lower right MxM
+/// pixels of `tile`'s (M+2)x(M+2) patch: the rest of it belongs to the tiles before it in
+/// the same row and the row above, prefetched with them.
+template <std::size_t M, class T>
 HWY_INLINE void prefetch_patch(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, std::size_t count) {
   const Grid::Tile at = pt.grid.at(tile);
   const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(at.oh) - pt.pad, v0 = static_cast<std::ptrdiff_t>(at.ow) - pt.pad;
   const std::size_t n = at.n;
   constexpr std::size_t kLine = 64 / sizeof(T);
-  for (std::ptrdiff_t u = std::max<std::ptrdiff_t>(u0 + 2, 0); u < std::min<std::ptrdiff_t>(u0 + 4, static_cast<std::ptrdiff_t>(pt.h)); ++u)
-    for (std::ptrdiff_t w = std::max<std::ptrdiff_t>(v0 + 2, 0); w < std::min<std::ptrdiff_t>(v0 + 4, static_cast<std::ptrdiff_t>(pt.w)); ++w) {
+  constexpr std::ptrdiff_t A = M + 2;
+  for (std::ptrdiff_t u = std::max<std::ptrdiff_t>(u0 + 2, 0); u < std::min<std::ptrdiff_t>(u0 + A, static_cast<std::ptrdiff_t>(pt.h)); ++u)
+    for (std::ptrdiff_t w = std::max<std::ptrdiff_t>(v0 + 2, 0); w < std::min<std::ptrdiff_t>(v0 + A, static_cast<std::ptrdiff_t>(pt.w)); ++w) {
       const T* p = pt.src + ((n * pt.h + static_cast<std::size_t>(u)) * pt.w + static_cast<std::size_t>(w)) * pt.len + c_begin;
       for (std::size_t c = 0; c < count; c += kLine) hwy::Prefetch(p + c);
     }
 }
 
-/// Prefetches the cache lines of output channels [k_begin, k_begin + count) of `tile`'s 2x2
+/// Prefetches the cache lines of output channels [k_begin, k_begin + count) of `tile`'s MxM
 /// outputs in dy [n][out_h][out_w][outs].
 template <class T>
 HWY_INLINE void prefetch_grad(const T* dy, const Grid& grid, std::size_t outs, std::size_t tile,
@@ -496,19 +497,38 @@ HWY_INLINE void prefetch_grad(const T* dy, const Grid& grid, std::size_t outs, s
     }
 }
 
+/// r = A y for one line y of 4 values of an F(4x4, 3x3) output gradient (A = (A^T)^T, 6x4:
+/// rows (1 0 0 0), (1 1 1 1), (1 -1 1 -1), (1 2 4 8), (1 -2 4 -8), (0 0 0 1)).
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void grad_line_6(D d, const V* HWY_RESTRICT y, V* HWY_RESTRICT r) {
+  using T = hn::TFromD<D>;
+  const V two = hn::Set(d, T(2)), four = hn::Set(d, T(4)), eight = hn::Set(d, T(8));
+  const V e = hn::Add(y[0], y[2]), o = hn::Add(y[1], y[3]);
+  const V e4 = hn::MulAdd(four, y[2], y[0]), o8 = hn::MulAdd(eight, y[3], hn::Mul(two, y[1]));
+  r[0] = y[0];
+  r[1] = hn::Add(e, o);
+  r[2] = hn::Sub(e, o);
+  r[3] = hn::Add(e4, o8);
+  r[4] = hn::Sub(e4, o8);
+  r[5] = y[3];
+}
+
 /// z[xi * xi_stride + j] = (A dY A^T)[xi] for output channels grp*G + j, j < G (zero past
-/// `width`), of `tile` of dy [n][out_h][out_w][outs].
-template <class Tile, class T>
+/// `width`), of `tile` of dy [n][out_h][out_w][outs] (dY: its MxM output gradient, zero
+/// past the output).
+template <std::size_t M, class Tile, class T>
 HWY_INLINE void transform_grad(const T* dy, const Grid& grid, std::size_t outs, std::size_t tile,
                                std::size_t grp, std::size_t width, const T* zero, T* HWY_RESTRICT z,
                                std::size_t xi_stride) {
   const typename Tile::D d;
+  using V = hn::Vec<decltype(d)>;
   constexpr std::size_t L = Tile::kLanes, NV = Tile::kVectors, G = Tile::kGroup;
   const Grid::Tile at = grid.at(tile);
   const T* p0 = dy + grid.offset(at.n, at.oh, at.ow, outs) + grp * G;
   const std::size_t below = grid.out_w * outs;
-  const T* p[4] = {p0, at.cols > 1 ? p0 + outs : zero, at.rows > 1 ? p0 + below : zero,
-                   at.rows > 1 && at.cols > 1 ? p0 + below + outs : zero};
+  const T* p[M * M];
+  for (std::size_t r = 0; r < M; ++r)
+    for (std::size_t s = 0; s < M; ++s) p[r * M + s] = r < at.rows && s < at.cols ? p0 + r * below + s * outs : zero;
   HWY_UNROLL(NV)
   for (std::size_t v = 0; v < NV; ++v) {
     const std::size_t lanes = v * L < width ? std::min(L, width - v * L) : 0;
@@ -516,17 +536,38 @@ HWY_INLINE void transform_grad(const T* dy, const Grid& grid, std::size_t outs, 
       if (lanes == 0) return hn::Zero(d);
       return lanes == L ? hn::LoadU(d, q + v * L) : load_n(d, q + v * L, lanes);
     };
-    const auto y00 = load(p[0]), y01 = load(p[1]), y10 = load(p[2]), y11 = load(p[3]);
-    // A dY: rows (y0), (y0 + y1), (y0 - y1), (-y1) of the 2x2 tile's two rows y0, y1.
-    const hn::Vec<decltype(d)> a0[4] = {y00, hn::Add(y00, y10), hn::Sub(y00, y10), hn::Neg(y10)};
-    const hn::Vec<decltype(d)> a1[4] = {y01, hn::Add(y01, y11), hn::Sub(y01, y11), hn::Neg(y11)};
-    HWY_UNROLL(4)
-    for (std::size_t r = 0; r < 4; ++r) {  // (A dY) A^T, row by row
-      T* out = z + r * 4 * xi_stride + v * L;
-      hn::Store(a0[r], d, out);
-      hn::Store(hn::Add(a0[r], a1[r]), d, out + xi_stride);
-      hn::Store(hn::Sub(a0[r], a1[r]), d, out + 2 * xi_stride);
-      hn::Store(hn::Neg(a1[r]), d, out + 3 * xi_stride);
+    if constexpr (M == 2) {
+      const auto y00 = load(p[0]), y01 = load(p[1]), y10 = load(p[2]), y11 = load(p[3]);
+      // A dY: rows (y0), (y0 + y1), (y0 - y1), (-y1) of the 2x2 tile's two rows y0, y1.
+      const V a0[4] = {y00, hn::Add(y00, y10), hn::Sub(y00, y10), hn::Neg(y10)};
+      const V a1[4] = {y01, hn::Add(y01, y11), hn::Sub(y01, y11), hn::Neg(y11)};
+      HWY_UNROLL(4)
+      for (std::size_t r = 0; r < 4; ++r) {  // (A dY) A^T, row by row
+        T* out = z + r * 4 * xi_stride + v * L;
+        hn::Store(a0[r], d, out);
+        hn::Store(hn::Add(a0[r], a1[r]), d, out + xi_stride);
+        hn::Store(hn::Sub(a0[r], a1[r]), d, out + 2 * xi_stride);
+        hn::Store(hn::Neg(a1[r]), d, out + 3 * xi_stride);
+      }
+    } else {
+      static_assert(M == 4);
+      V t[24];  // A dY, column by column (t[row * 4 + column])
+      HWY_UNROLL(4)
+      for (std::size_t s = 0; s < 4; ++s) {
+        V col[4], r[6];
+        HWY_UNROLL(4)
+        for (std::size_t a = 0; a < 4; ++a) col[a] = load(p[a * 4 + s]);
+        grad_line_6(d, col, r);
+        HWY_UNROLL(6)
+        for (std::size_t a = 0; a < 6; ++a) t[a * 4 + s] = r[a];
+      }
+      HWY_UNROLL(6)
+      for (std::size_t a = 0; a < 6; ++a) {  // (A dY) A^T, row by row
+        V r[6];
+        grad_line_6(d, t + a * 4, r);
+        HWY_UNROLL(6)
+        for (std::size_t b = 0; b < 6; ++b) hn::Store(r[b], d, z + (a * 6 + b) * xi_stride + v * L);
+      }
     }
   }
 }
@@ -540,37 +581,37 @@ struct WinoGradJob {
 };
 
 /// dU for the output channels [tg*TG, tg*TG + TG) (TG = kWinogradMaxGroup: one or more
-/// register groups of G), every input channel and all 16 xi, summed over tiles
-/// [t_begin, t_end) (at least one) into `du` ([16][C][kp]).
-template <class Tile, class T>
+/// register groups of G), every input channel and all XI = (M+2)^2 xi, summed over tiles
+/// [t_begin, t_end) (at least one) into `du` ([XI][C][kp]).
+template <std::size_t M, class Tile, class T>
 HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::size_t tg, std::size_t t_begin,
                                         std::size_t t_end, T* slot) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
-  constexpr std::size_t TG = detail::kWinogradMaxGroup;
+  constexpr std::size_t TG = detail::kWinogradMaxGroup, XI = (M + 2) * (M + 2);
   static_assert(TG % G == 0);
   const Conv2dShape& sh = *j.sh;
   const std::size_t C = sh.c, crow = detail::winograd_row(C), S = j.sub_tiles;
   const std::size_t k_begin = tg * TG, width = std::min(TG, sh.k - k_begin), subgroups = detail::ceil_div(width, G);
-  T* v = slot;                  // [16][S][crow]
-  T* z = slot + 16 * S * crow;  // [16][S][TG]
+  T* v = slot;                  // [XI][S][crow]
+  T* z = slot + XI * S * crow;  // [XI][S][TG]
   const Patches<T>& pt = j.x;
   for (std::size_t s0 = t_begin; s0 < t_end; s0 += S) {
     const std::size_t nt = std::min(S, t_end - s0);
     for (std::size_t t = 0; t < nt; ++t) {
-      transform_input<2>(d, pt, s0 + t, 0, C, v + t * crow, S * crow);
+      transform_input<M>(d, pt, s0 + t, 0, C, v + t * crow, S * crow);
       for (std::size_t sg = 0; sg < subgroups; ++sg)
-        transform_grad<Tile>(j.dy, pt.grid, sh.k, s0 + t, k_begin / G + sg, std::min(G, width - sg * G), pt.zero,
+        transform_grad<M, Tile>(j.dy, pt.grid, sh.k, s0 + t, k_begin / G + sg, std::min(G, width - sg * G), pt.zero,
                              z + t * TG + sg * G, S * TG);
     }
     // The GEMMs below are compute-bound and touch only the slot; meanwhile, prefetch what
     // the next sub-chunk's transforms read (a burst of loads with little arithmetic, which
     // otherwise waits on memory), a few tiles per xi.
     const std::size_t next = s0 + S, next_end = std::min(t_end, next + S);
-    const std::size_t per_xi = detail::ceil_div(S, 16);
-    for (std::size_t xi = 0; xi < 16; ++xi) {
+    const std::size_t per_xi = detail::ceil_div(S, XI);
+    for (std::size_t xi = 0; xi < XI; ++xi) {
       for (std::size_t t = next + xi * per_xi; t < std::min(next_end, next + (xi + 1) * per_xi); ++t) {
-        prefetch_patch(pt, t, 0, C);
+        prefetch_patch<M>(pt, t, 0, C);
         prefetch_grad(j.dy, pt.grid, sh.k, t, k_begin, width);
       }
       for (std::size_t sg = 0; sg < subgroups; ++sg)
@@ -590,50 +631,73 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
   }
 }
 
-template <class T>
+/// out[r * 3 + s] += (G^T u G)[r][s] for the transformed kernel gradient u[xi * stride]
+/// (XI = (M+2)^2 values): dU back to the 3x3 kernel, in the scalar type (a few values per
+/// kernel, beside the GEMMs' C x K x tiles).
+template <std::size_t M, class T>
+HWY_INLINE void kernel_gradient(const T* u, std::size_t stride, T* HWY_RESTRICT out) {
+  constexpr std::size_t A = M + 2;
+  // G^T applied to one line of A values: F(2x2, 3x3)'s G has rows (1 0 0), 1/2 (1 1 1),
+  // 1/2 (1 -1 1), (0 0 1); F(4x4, 3x3)'s (1/4 0 0), -1/6 (1 1 1), -1/6 (1 -1 1),
+  // (1/24 1/12 1/6), (1/24 -1/12 1/6), (0 0 1).
+  auto line = [](const T* l, std::size_t step, T* r) {
+    if constexpr (M == 2) {
+      const T h = T(0.5) * (l[step] + l[2 * step]);
+      r[0] = l[0] + h;
+      r[1] = T(0.5) * (l[step] - l[2 * step]);
+      r[2] = h + l[3 * step];
+    } else {
+      const T s12 = l[step] + l[2 * step], d12 = l[step] - l[2 * step];
+      const T s34 = l[3 * step] + l[4 * step], d34 = l[3 * step] - l[4 * step];
+      r[0] = T(0.25) * l[0] - s12 / T(6) + s34 / T(24);
+      r[1] = -d12 / T(6) + d34 / T(12);
+      r[2] = -s12 / T(6) + s34 / T(6) + l[5 * step];
+    }
+  };
+  T g[A * A];
+  for (std::size_t xi = 0; xi < A * A; ++xi) g[xi] = u[xi * stride];
+  T t[3 * A];  // G^T dU: t[r * A + b]
+  for (std::size_t b = 0; b < A; ++b) {
+    T r[3];
+    line(g + b, A, r);
+    for (std::size_t i = 0; i < 3; ++i) t[i * A + b] = r[i];
+  }
+  for (std::size_t i = 0; i < 3; ++i) {  // (G^T dU) G
+    T r[3];
+    line(t + i * A, 1, r);
+    for (std::size_t j = 0; j < 3; ++j) out[i * 3 + j] += r[j];
+  }
+}
+
+template <std::size_t M, class T>
 void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy, T* dw, T* db, T* ws) {
   using Tile = ConvTile<T>;
-  constexpr std::size_t G = Tile::kGroup;
+  constexpr std::size_t G = Tile::kGroup, XI = (M + 2) * (M + 2);
   // A task takes kWinogradMaxGroup output channels (several register groups where G is
   // narrower, as on AVX2), so the input transform of a sub-chunk serves all of them.
   const std::size_t groups = detail::ceil_div(sh.k, detail::kWinogradMaxGroup), kp = detail::round_up(sh.k, G);
   // The tiles are cut into `parts` (by the shape alone: weight_parts.h); each part's dU goes
   // to its own partial, `stride` elements apart, and the partials are added in part order.
-  const std::size_t parts = detail::winograd_weight_parts(sh), stride = detail::winograd_weight_partial_size(sh);
+  const std::size_t parts = detail::winograd_weight_parts(sh, M), stride = detail::winograd_weight_partial_size(sh, M);
   T* du = ws;
   T* zero = du + parts * stride;
   T* slots = zero + detail::winograd_row(std::max(sh.c, sh.k));
   std::fill(zero, slots, T(0));
-  const Patches<T> patches{x, sh.h, sh.w, sh.c, static_cast<std::ptrdiff_t>(sh.pad), zero, Grid(sh.p(), sh.q(), 2)};
-  const WinoGradJob<T> job{&sh, patches, dy, kp, detail::kWinogradGradSubTiles};
+  const Patches<T> patches{x, sh.h, sh.w, sh.c, static_cast<std::ptrdiff_t>(sh.pad), zero, Grid(sh.p(), sh.q(), M)};
+  const WinoGradJob<T> job{&sh, patches, dy, kp, detail::winograd_grad_sub_tiles(M)};
   const std::size_t tiles = patches.grid.tiles(sh.n), slot_size = detail::winograd_grad_slot_size(sh.c);
   for_each_item_in_slots(groups * parts, [&](std::size_t item, std::size_t slot) {
     const std::size_t grp = item % groups, part = item / groups;
-    winograd_weights_task<Tile>(job, du + part * stride, grp, detail::part_begin(tiles, part, parts),
-                                detail::part_begin(tiles, part + 1, parts), slots + slot * slot_size);
+    winograd_weights_task<M, Tile>(job, du + part * stride, grp, detail::part_begin(tiles, part, parts),
+                                   detail::part_begin(tiles, part + 1, parts), slots + slot * slot_size);
   });
-  detail::sum_parts(du, 16 * sh.c * kp, parts, stride);  // the parts' dU, added in part order
+  detail::sum_parts(du, XI * sh.c * kp, parts, stride);  // the parts' dU, added in part order
   // dw[k][c] += G^T dU[c][k] G, in blocks of 16 output channels: for each c, the block's
   // 16 values of every dU[xi][c] are one cache line.
   detail::parallel_items(detail::ceil_div(sh.k, 16), [&](std::size_t kb) {
     const std::size_t k_end = std::min(sh.k, kb * 16 + 16);
     for (std::size_t c = 0; c < sh.c; ++c)
-      for (std::size_t k = kb * 16; k < k_end; ++k) {
-        T u[4][4];
-        for (std::size_t xi = 0; xi < 16; ++xi) u[xi / 4][xi % 4] = du[(xi * sh.c + c) * kp + k];
-        T t[3][4];  // G^T dU
-        for (std::size_t b = 0; b < 4; ++b) {
-          t[0][b] = u[0][b] + T(0.5) * (u[1][b] + u[2][b]);
-          t[1][b] = T(0.5) * (u[1][b] - u[2][b]);
-          t[2][b] = T(0.5) * (u[1][b] + u[2][b]) + u[3][b];
-        }
-        T* out = dw + (k * sh.c + c) * 9;
-        for (std::size_t r = 0; r < 3; ++r) {  // (G^T dU) G
-          out[r * 3 + 0] += t[r][0] + T(0.5) * (t[r][1] + t[r][2]);
-          out[r * 3 + 1] += T(0.5) * (t[r][1] - t[r][2]);
-          out[r * 3 + 2] += T(0.5) * (t[r][1] + t[r][2]) + t[r][3];
-        }
-      }
+      for (std::size_t k = kb * 16; k < k_end; ++k) kernel_gradient<M>(du + c * kp + k, sh.c * kp, dw + (k * sh.c + c) * 9);
   });
   if (db) detail::add_bias_gradient(dy, sh.n * sh.p() * sh.q(), sh.k, db);
 }
@@ -654,13 +718,13 @@ void winograd_backward_data_f64(const Conv2dShape& sh, std::size_t m, const doub
                                 double* dx, double* ws, bool acc) {
   m == 4 ? winograd_backward_data_t<4>(sh, dy, w, dx, ws, acc) : winograd_backward_data_t<2>(sh, dy, w, dx, ws, acc);
 }
-void winograd_backward_weights_f32(const Conv2dShape& sh, const float* x, const float* dy,
+void winograd_backward_weights_f32(const Conv2dShape& sh, std::size_t m, const float* x, const float* dy,
                                    float* dw, float* db, float* ws) {
-  winograd_backward_weights_t(sh, x, dy, dw, db, ws);
+  m == 4 ? winograd_backward_weights_t<4>(sh, x, dy, dw, db, ws) : winograd_backward_weights_t<2>(sh, x, dy, dw, db, ws);
 }
-void winograd_backward_weights_f64(const Conv2dShape& sh, const double* x, const double* dy,
+void winograd_backward_weights_f64(const Conv2dShape& sh, std::size_t m, const double* x, const double* dy,
                                    double* dw, double* db, double* ws) {
-  winograd_backward_weights_t(sh, x, dy, dw, db, ws);
+  m == 4 ? winograd_backward_weights_t<4>(sh, x, dy, dw, db, ws) : winograd_backward_weights_t<2>(sh, x, dy, dw, db, ws);
 }
 
 }  // namespace odyssey::kernels::HWY_NAMESPACE
@@ -681,9 +745,12 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
     return round_up(outs, kWinogradMaxGroup) * xi * len + round_up(outs, kWinogradMaxGroup) +
            winograd_row(len) + kWinogradSlots * winograd_slot_size(len, xi);
   };
-  const std::size_t weights = winograd_weight_parts(sh) * winograd_weight_partial_size(sh) +
-                              winograd_row(std::max(sh.c, sh.k)) + kWinogradSlots * winograd_grad_slot_size(sh.c);
-  return std::max({one(sh.c, sh.k, 16), one(sh.k, sh.c, 16), one(sh.c, sh.k, 36), one(sh.k, sh.c, 36), weights});
+  auto weights = [&](std::size_t m) {
+    return winograd_weight_parts(sh, m) * winograd_weight_partial_size(sh, m) + winograd_row(std::max(sh.c, sh.k)) +
+           kWinogradSlots * winograd_grad_slot_size(sh.c);
+  };
+  return std::max({one(sh.c, sh.k, 16), one(sh.k, sh.c, 16), one(sh.c, sh.k, 36), one(sh.k, sh.c, 36), weights(2),
+                   weights(4)});
 }
 
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
@@ -703,13 +770,13 @@ void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const double* 
   HWY_DYNAMIC_DISPATCH(winograd_backward_data_f64)(sh, m, dy, w, dx, ws, accumulate);
 }
 
-void winograd_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
+void winograd_backward_weights(const Conv2dShape& sh, std::size_t m, const float* x, const float* dy, float* dw,
                                float* db, float* ws) {
-  HWY_DYNAMIC_DISPATCH(winograd_backward_weights_f32)(sh, x, dy, dw, db, ws);
+  HWY_DYNAMIC_DISPATCH(winograd_backward_weights_f32)(sh, m, x, dy, dw, db, ws);
 }
-void winograd_backward_weights(const Conv2dShape& sh, const double* x, const double* dy,
+void winograd_backward_weights(const Conv2dShape& sh, std::size_t m, const double* x, const double* dy,
                                double* dw, double* db, double* ws) {
-  HWY_DYNAMIC_DISPATCH(winograd_backward_weights_f64)(sh, x, dy, dw, db, ws);
+  HWY_DYNAMIC_DISPATCH(winograd_backward_weights_f64)(sh, m, x, dy, dw, db, ws);
 }
 
 }  // namespace odyssey::kernels::detail

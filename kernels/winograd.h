@@ -54,34 +54,48 @@ constexpr bool winograd_applies(const Conv2dShape& sh) {
   return sh.r == 3 && sh.s == 3 && sh.stride == 1 && sh.pad <= 2;
 }
 
-// Weight gradient: winograd_weight_parts(sh) partial dU [16][C][round_up(K, 64)] (one per
-// part of the tiles, weight_parts.h), a zero row, then kWinogradSlots slots of one
-// task's transformed input [16][sub-chunk tiles][row] and output gradient
-// [16][sub-chunk tiles][64] for a sub-chunk of kWinogradGradSubTiles tiles. A task owns 64
-// output channels (kWinogradMaxGroup) on every target: one register group on AVX-512,
-// four on AVX2, which share the task's input transform (with a task per 16-channel
-// register group AVX2 transformed every input patch K/16 times: 1.5-1.7x slower).
+// Weight gradient with MxM tiles (XI = (M+2)^2 = 16 or 36): winograd_weight_parts(sh, M)
+// partial dU [XI][C][round_up(K, 64)] (one per part of the tiles, weight_parts.h), a zero
+// row, then kWinogradSlots slots of one task's transformed input [XI][sub-chunk tiles][row]
+// and output gradient [XI][sub-chunk tiles][64] for a sub-chunk of winograd_grad_sub_tiles(M)
+// tiles. A task owns 64 output channels (kWinogradMaxGroup) on every target: one register
+// group on AVX-512, four on AVX2, which share the task's input transform (with a task per
+// 16-channel register group AVX2 transformed every input patch K/16 times: 1.5-1.7x slower).
 //
-// The sub-chunk trades the transforms' footprint (16 values per tile and channel, which
+// The sub-chunk trades the transforms' footprint (XI values per tile and channel, which
 // should stay in L2 for the GEMMs that read them) against reloading the task's dU
-// accumulators once per sub-chunk. Measured at batch 128 (ms, layers 1/2/3/4): sub-chunks
-// sized to 4 MiB of transforms 28.6/20.0/18.6/20.5 (layer 1's spill out of L2), to 192 KiB
-// 21.3/18.2/18.2/32.2 (layer 4 reloads 2 MiB of dU every 5 tiles), 32 tiles for every layer
-// 23.7/17.4/18.2/20.2. After the weight-gradient parts (model-167 Xeon, AVX3): 16 tiles
-// 22.4/44.2/36.3/36.2, 32 22.5/29.4/26.4/28.0, 64 20.8/22.7/20.1/23.8, 96 22.4/23.8/22.9/28.9,
-// 128 22.3/23.7/23.5/27.0; AVX2 32 72.8/60.9/63.1/71.4, 48 63.1/57.6/59.1/73.0, 64
-// 63.7/56.6/61.4/64.8. The sub-chunk never changes a sum (the accumulators carry over).
-constexpr std::size_t kWinogradGradSubTiles = 64;
+// accumulators once per sub-chunk. Measured for F(2x2, 3x3) at batch 128 (ms, layers
+// 1/2/3/4): sub-chunks sized to 4 MiB of transforms 28.6/20.0/18.6/20.5 (layer 1's spill out
+// of L2), to 192 KiB 21.3/18.2/18.2/32.2 (layer 4 reloads 2 MiB of dU every 5 tiles), 32
+// tiles for every layer 23.7/17.4/18.2/20.2. After the weight-gradient parts (model-167
+// Xeon, AVX3): 16 tiles 22.4/44.2/36.3/36.2, 32 22.5/29.4/26.4/28.0, 64 20.8/22.7/20.1/23.8,
+// 96 22.4/23.8/22.9/28.9, 128 22.3/23.7/23.5/27.0; AVX2 32 72.8/60.9/63.1/71.4, 48
+// 63.1/57.6/59.1/73.0, 64 63.7/56.6/61.4/64.8. F(4x4, 3x3) keeps about the same footprint
+// (XI x tiles: 36 x 28 against 16 x 64). The sub-chunk never changes a sum (the
+// accumulators carry over).
+constexpr std::size_t kWinogradGradSubTiles = 64, kWinogradGradSubTiles4 = 28;
+/// ConvAlgorithm::automatic's weight gradient takes F(4x4, 3x3) from this many 4x4 tiles
+/// per call (conv2d_automatic_weight_algorithm). Measured at batch 128 (ms, F(2x2, 3x3) ->
+/// F(4x4, 3x3), model-167 Xeon): AVX3 layer 1 (8192 tiles) 21.2 -> 14.0, layer 2 (2048)
+/// 22.9 -> 17.3, layer 3 (512) 22.2 -> 20.4, layer 4 (128) 27.6 -> 28.3; AVX2 39.3 -> 23.0,
+/// 39.0 -> 26.5, 39.9 -> 29.5, 47.9 -> 51.0.
+constexpr std::size_t kWinogradWeightTiles4 = 256;
+constexpr std::size_t winograd_grad_sub_tiles(std::size_t m) { return m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles; }
 constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
-  // + kWinogradMaxTile: the last register tile of channels may read past the rows.
-  return round_up(kWinogradGradSubTiles * 16 * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);
+  // The larger of the two tiles' slots; + kWinogradMaxTile: the last register tile of
+  // channels may read past the rows.
+  const std::size_t f2 = kWinogradGradSubTiles * 16, f4 = kWinogradGradSubTiles4 * 36;
+  return round_up((f2 > f4 ? f2 : f4) * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);
 }
 
-/// The Winograd output tile a call with `algorithm` runs for `sh`: 2 (F(2x2, 3x3)), 4
-/// (F(4x4, 3x3); its weight gradient runs F(2x2, 3x3)) or 0 (the direct convolution);
-/// automatic: what conv2d_automatic_algorithm says. Throws std::invalid_argument when
-/// Winograd is asked for and does not apply.
+/// The Winograd output tile a forward or backward-data call with `algorithm` runs for `sh`:
+/// 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)) or 0 (the direct convolution); automatic: what
+/// conv2d_automatic_algorithm says. Throws std::invalid_argument when Winograd is asked for
+/// and does not apply.
 std::size_t winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
+/// The same for the weight gradient, which automatic chooses by its own rule
+/// (conv2d_automatic_weight_algorithm).
+std::size_t winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
 
 /// Elements (of the scalar type) every Winograd pass needs for `sh`, with either tile.
 std::size_t winograd_workspace_size(const Conv2dShape& sh);
@@ -95,9 +109,9 @@ void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const float* d
                             float* dx, float* ws, bool accumulate);
 void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const double* dy, const double* w,
                             double* dx, double* ws, bool accumulate);
-void winograd_backward_weights(const Conv2dShape& sh, const float* x, const float* dy, float* dw,
-                               float* db, float* ws);
-void winograd_backward_weights(const Conv2dShape& sh, const double* x, const double* dy,
+void winograd_backward_weights(const Conv2dShape& sh, std::size_t m, const float* x, const float* dy,
+                               float* dw, float* db, float* ws);
+void winograd_backward_weights(const Conv2dShape& sh, std::size_t m, const double* x, const double* dy,
                                double* dw, double* db, double* ws);
 
 }  // namespace odyssey::kernels::detail

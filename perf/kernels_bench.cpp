@@ -84,9 +84,8 @@ void bm_conv(benchmark::State& state, ConvCase cc, Pass pass, ok::ConvAlgorithm 
 void register_convs() {
   // conv2d/...: what a layer runs (ConvAlgorithm::automatic). Where Winograd applies, the
   // others for the comparison: conv2d_direct/... (all three passes), conv2d_winograd/...
-  // (F(2x2, 3x3)) and conv2d_winograd4/... (F(4x4, 3x3)), forward and backward-data (their
-  // weight gradients are the same). GFLOP/s count the direct convolution's FLOPs
-  // (2 x N x P x Q x K x C x R x S) either way.
+  // (F(2x2, 3x3)) and conv2d_winograd4/... (F(4x4, 3x3)), all three passes. GFLOP/s count
+  // the direct convolution's FLOPs (2 x N x P x Q x K x C x R x S) either way.
   const std::pair<Pass, const char*> passes[] = {
       {Pass::forward, "fwd"}, {Pass::backward_data, "bwd_data"}, {Pass::backward_weights, "bwd_weights"}};
   for (const auto& c : kConvs) {
@@ -97,9 +96,6 @@ void register_convs() {
                                 std::pair{ok::ConvAlgorithm::winograd4, "conv2d_winograd4/"}}) {
       if (algo != ok::ConvAlgorithm::automatic && !winograd) continue;
       for (auto [pass, label] : passes) {
-        const bool same_weights = pass == Pass::backward_weights && (algo == ok::ConvAlgorithm::winograd ||
-                                                                     algo == ok::ConvAlgorithm::winograd4);
-        if (same_weights) continue;
         benchmark::RegisterBenchmark((std::string(prefix) + label + "/" + c.name).c_str(), bm_conv, c, pass, algo)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()

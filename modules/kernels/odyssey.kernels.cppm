@@ -22,6 +22,7 @@ using odyssey::kernels::use_target;
 using odyssey::kernels::Conv2dShape;
 using odyssey::kernels::ConvAlgorithm;
 using odyssey::kernels::conv2d_automatic_algorithm;
+using odyssey::kernels::conv2d_automatic_weight_algorithm;
 using odyssey::kernels::conv2d_backward_data;
 using odyssey::kernels::conv2d_backward_weights;
 using odyssey::kernels::conv2d_forward;

@@ -255,16 +255,19 @@ BOOST_AUTO_TEST_CASE(winograd_error_against_double_reference) {
     const auto b = ot::random_values(g.k, 33), dy = ot::random_values(g.y_size(), 34);
     const auto y_ref = ot::ref::conv_forward(ref_of(g), x, w, b.data());
     const auto dx_ref = ot::ref::conv_backward_data(ref_of(g), dy, w);
+    const auto dw_ref = ot::ref::conv_backward_weights(ref_of(g), x, dy)[0];
     for (const auto algo : algorithms(g)) {
       const Results f = run<float>(g, x, w, b, dy, algo);
-      const double fwd = max_err(f.y, y_ref), bwd = max_err(f.dx, dx_ref);
-      BOOST_TEST_MESSAGE(name(g) << " " << name(algo) << ": forward " << fwd << ", backward-data " << bwd);
+      const double fwd = max_err(f.y, y_ref), bwd = max_err(f.dx, dx_ref), wgt = max_err(f.dw, dw_ref);
+      BOOST_TEST_MESSAGE(name(g) << " " << name(algo) << ": forward " << fwd << ", backward-data " << bwd
+                                 << ", weight gradient " << wgt);
       // Measured on AVX3 (2026-12-01): direct 4.7e-6 to 1.1e-5 (one long sum of 9C products),
       // F(2x2, 3x3) 1.5e-6 to 4.1e-6 (16 sums of C), F(4x4, 3x3) 2.8e-5 to 7.1e-5, growing
       // with C. The bounds leave about 3x.
       const double bound = algo == ok::ConvAlgorithm::winograd4 ? 2e-4 : 3e-5;
       BOOST_TEST(fwd < bound, name(g) << " " << name(algo) << " forward: " << fwd);
       BOOST_TEST(bwd < bound, name(g) << " " << name(algo) << " backward-data: " << bwd);
+      BOOST_TEST(wgt < bound, name(g) << " " << name(algo) << " weight gradient: " << wgt);
     }
   }
 }
@@ -305,6 +308,18 @@ BOOST_AUTO_TEST_CASE(automatic_takes_winograd_for_resnet_3x3_stride_1) {
   BOOST_TEST(is(shape(32, 512, 4, 4, 512, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   BOOST_TEST(is(shape(1, 64, 32, 32, 64, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   BOOST_TEST(is(shape(128, 3, 32, 32, 64, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
+  // The weight gradient: F(4x4, 3x3) from 256 tiles (it won at 512 and lost at 128 on AVX3
+  // and AVX2: the transformed gradient it sums into, reloaded every sub-chunk, outgrows L2).
+  auto weights_is = [](const ok::Conv2dShape& g, ok::ConvAlgorithm a) {
+    return ok::conv2d_automatic_weight_algorithm(g) == a;
+  };
+  BOOST_TEST(weights_is(shape(128, 64, 32, 32, 64, 3, 3, 1, 1), ok::ConvAlgorithm::winograd4));
+  BOOST_TEST(weights_is(shape(128, 256, 8, 8, 256, 3, 3, 1, 1), ok::ConvAlgorithm::winograd4));
+  BOOST_TEST(weights_is(shape(32, 64, 28, 28, 64, 3, 3, 1, 1), ok::ConvAlgorithm::winograd4));
+  BOOST_TEST(weights_is(shape(128, 512, 4, 4, 512, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
+  BOOST_TEST(weights_is(shape(32, 256, 7, 7, 256, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
+  BOOST_TEST(weights_is(shape(32, 128, 14, 14, 128, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
+  BOOST_TEST(weights_is(shape(128, 3, 32, 32, 64, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
   BOOST_TEST(is(shape(128, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
   // 1x1 outputs (layer 4 of an 8x8 input): a quarter of each Winograd tile would be used.
   BOOST_TEST(is(shape(2, 32, 1, 1, 32, 3, 3, 1, 1), ok::ConvAlgorithm::direct));

@@ -26,20 +26,23 @@ struct Conv2dShape {
 
 /// How the three passes compute a convolution. `direct`: the implicit GEMM, any
 /// shape. `winograd`: F(2x2, 3x3), 3x3 kernels with stride 1 and padding <= 2 only (2.25x
-/// fewer multiplies in all three passes). `winograd4`: F(4x4, 3x3) for forward and
-/// backward-data (4x fewer multiplies, somewhat larger rounding errors) and F(2x2, 3x3) for
-/// the weight gradient; the same shapes. `automatic` takes Winograd where it applies, both
+/// fewer multiplies). `winograd4`: F(4x4, 3x3), the same shapes (4x fewer multiplies,
+/// somewhat larger rounding errors). `automatic` takes Winograd where it applies, both
 /// channel counts are at least 16 (below that the transforms cost more than they save) and
 /// both output extents at least 2, the direct convolution elsewhere; of the two Winograd
-/// tiles, F(4x4, 3x3) where 4x4 tiles fit the output (at most 0.65x F(2x2, 3x3)'s
-/// multiplies) and the call has at least 128 of them, F(2x2, 3x3) otherwise. The choice
-/// depends on the shape alone.
+/// tiles, forward and backward-data take F(4x4, 3x3) where 4x4 tiles fit the output (at
+/// most 0.65x F(2x2, 3x3)'s multiplies) and the call has at least 128 of them, F(2x2, 3x3)
+/// otherwise; the weight gradient has its own rule (conv2d_automatic_weight_algorithm). The
+/// choice depends on the shape alone.
 enum class ConvAlgorithm { automatic, direct, winograd, winograd4 };
 
 /// Whether ConvAlgorithm::winograd can compute `shape`.
 bool conv2d_winograd_applies(const Conv2dShape& shape);
-/// What ConvAlgorithm::automatic runs for `shape` (direct, winograd or winograd4).
+/// What ConvAlgorithm::automatic runs for `shape`'s forward and backward-data passes
+/// (direct, winograd or winograd4).
 ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& shape);
+/// What ConvAlgorithm::automatic runs for `shape`'s weight gradient.
+ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& shape);
 
 /// Elements of scratch memory (of the scalar type, 64-byte aligned) that every conv2d
 /// function below needs for `shape`; one buffer serves all three. It grows with the batch
