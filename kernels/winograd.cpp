@@ -457,12 +457,12 @@ void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T*
 
 // ---- Weight gradient ------------------------------------------------------------------
 //
-// With Y = A^T [sum_c U (.) V] A, the gradient of the 4x4 product for output channel k is
-// Z = A dY A^T (dY: the tile's 2x2 output gradient, zero past the image), so
-//   dU[xi][c][k] = sum over tiles of V[xi][c] * Z[xi][k]   (16 GEMMs reducing over tiles)
+// With Y = A^T [sum_c U (.) V] A, the gradient of the (M+2)x(M+2) product for output
+// channel k is Z = A dY A^T (dY: the tile's MxM output gradient, zero past the image), so
+//   dU[xi][c][k] = sum over tiles of V[xi][c] * Z[xi][k]   ((M+2)^2 GEMMs reducing over tiles)
 //   dw[k][c] += G^T dU[c][k] G.
 // A task owns 64 output channels (one or more register groups) for one part of the tiles
-// (all input channels, all 16 xi), and walks its tiles in sub-chunks of a fixed size,
+// (all input channels, all (M+2)^2 xi), and walks its tiles in sub-chunks of a fixed size,
 // transforming the sub-chunk's V and Z (its channels) into its slot: every dU element is
 // summed by one task in one fixed order, so the result does not depend on the thread count.
 
