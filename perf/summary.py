@@ -2,10 +2,12 @@
 PyTorch measured in the same run, the ratio, and the percentage of the limits (DESIGN.md's
 229 GFLOP/s and 45 GB/s, and this machine's fp32 peak measured at start-up).
 
-  /usr/bin/python3 perf/summary.py [--build build/release] [--kernels-json FILE] [--quick]
+  /usr/bin/python3 perf/summary.py [--build build/release] [--kernels-json FILE] [--quick] [--target AVX2]
 
 --kernels-json reuses a `kernels_bench --benchmark_out=FILE --benchmark_out_format=json` run;
-otherwise the rows it needs are benchmarked here. PyTorch runs as installed and with glibc's
+otherwise the rows it needs are benchmarked here. --target runs odyssey on that Highway target
+(ODYSSEY_TARGET; e.g. AVX2 on an AVX-512 machine) and caps PyTorch's oneDNN to the matching ISA
+(ONEDNN_MAX_CPU_ISA), as resnet18_bench.py --target does. PyTorch runs as installed and with glibc's
 malloc keeping freed memory (see resnet18_bench.py); ratios compare odyssey with each.
 """
 import argparse
@@ -83,7 +85,8 @@ def kernels(args):
                f"--benchmark_out={path}", "--benchmark_out_format=json", "--benchmark_repetitions=3",
                "--benchmark_report_aggregates_only=true"]
         print("timing odyssey's kernels ...", file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True, capture_output=True)
+        env = {**os.environ, "ODYSSEY_TARGET": args.target} if args.target else None
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
     with open(path) as f:
         data = json.load(f)
     out, peaks = {}, []
@@ -116,13 +119,17 @@ def main():
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build", "release"))
     ap.add_argument("--kernels-json")
     ap.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, not a measurement)")
+    ap.add_argument("--target", help="odyssey's SIMD target (e.g. AVX2), PyTorch's oneDNN capped to match")
     args = ap.parse_args()
+    target_args = ["--target", args.target] if args.target else []
+    isa = {"ONEDNN_MAX_CPU_ISA": e2e.ONEDNN_ISA.get(args.target.upper(), args.target.upper())} if args.target else {}
     ours_bin = os.path.join(args.build, "perf", "resnet18_bench")
     torch_ok = e2e.have_torch()
 
     ours_k, kernel_peak, bandwidth = kernels(args)
     print("timing ResNet-18 steps ...", file=sys.stderr, flush=True)
-    ours = {(m, b, t): e2e.run([ours_bin, "--mode", m, "--batch", str(b), "--threads", str(t)] + e2e.steps_for(b, args.quick))
+    ours = {(m, b, t): e2e.run([ours_bin, "--mode", m, "--batch", str(b), "--threads", str(t)] + target_args +
+                               e2e.steps_for(b, args.quick))
             for m, b, t, _ in E2E_CASES}
     train2, train1 = ours[("train", 128, 2)], ours[("train", 128, 1)]
     peak = train2.get("peak_gflops", train2["limit_measured_images_per_second"] * 3.33)
@@ -131,7 +138,7 @@ def main():
     if torch_ok:
         print("timing PyTorch ...", file=sys.stderr, flush=True)
         script = [sys.executable, os.path.join(HERE, "torch_resnet18.py")]
-        for label, env in (("installed", None), ("tuned", e2e.TUNED_MALLOC)):
+        for label, env in (("installed", isa), ("tuned", {**e2e.TUNED_MALLOC, **isa})):
             pt[label] = {(m, b, t): e2e.run(script + ["--mode", m, "--batch", str(b), "--threads", str(t)]
                                             + e2e.steps_for(b, args.quick), env)
                          for m, b, t, target in E2E_CASES if target}
