@@ -60,6 +60,7 @@ HWY_INLINE void tile_rows(D d, const T* const* HWY_RESTRICT a, const T* HWY_REST
   hn::Vec<D> sum[MR * NV];
   HWY_UNROLL(MR * NV)
   for (std::size_t i = 0; i < MR * NV; ++i) sum[i] = acc[i];
+  HWY_UNROLL(4)
   for (std::size_t c = 0; c < len; ++c, b += NV * L) {
     hn::Vec<D> bv[NV];
     HWY_UNROLL(NV)

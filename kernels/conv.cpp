@@ -67,13 +67,17 @@ struct TapList {
 
 template <class Tile, class T>
 HWY_NOINLINE void gather_block(const Gather<T>& g, const TapList& taps, const PixelRef<T>* px,
-                               std::size_t npx) {
+                               std::size_t npx, std::size_t grp_begin, std::size_t grp_end) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup,
                         L = Tile::kLanes;
   const std::ptrdiff_t H = static_cast<std::ptrdiff_t>(g.src_h),
                        W = static_cast<std::ptrdiff_t>(g.src_w);
-  for (std::size_t grp = 0; grp < g.groups; ++grp) {
+  // A backward-data phase no tap reaches (a 1x1 kernel with stride 2 reaches one phase of
+  // four) adds nothing: with `accumulate` its pixels stay as they are, otherwise they are
+  // written as zeros below.
+  if (taps.count == 0 && g.accumulate) return;
+  for (std::size_t grp = grp_begin; grp < grp_end; ++grp) {
     const std::size_t width = std::min(G, g.out_width - grp * G);
     for (std::size_t c0 = 0; c0 < g.len; c0 += g.chunk) {
       const std::size_t clen = std::min(g.chunk, g.len - c0);
@@ -129,6 +133,16 @@ void pack_weights(std::size_t outs, std::size_t len, std::size_t taps, T* wp, co
   });
 }
 
+/// Tasks per pixel block: the output-channel groups are cut into this many contiguous
+/// ranges so that a call has at least kMinTasks tasks. Layer 4's 2048 output pixels make
+/// only 11 blocks, which two threads split 6 : 5 (a 1.13x longer critical path). Every
+/// output is computed by the same operations in any split, and the split depends on the
+/// shape only.
+constexpr std::size_t kMinTasks = 64;
+constexpr std::size_t group_splits(std::size_t blocks, std::size_t groups) {
+  return std::min(groups, detail::ceil_div(kMinTasks, blocks));
+}
+
 template <class Tile>
 std::size_t chunk_for(std::size_t len, std::size_t taps) {
   const std::size_t max_chunk =
@@ -161,8 +175,10 @@ void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, 
     }
   const Gather<T> g{x, sh.h, sh.w, sh.c, wp, RS, y, sh.k, groups, bias ? bias_p : nullptr,
                     zero, false, chunk_for<Tile>(sh.c, RS)};
-  const std::size_t M = sh.n * P * Q, block = kBlockTiles * MR;
-  detail::parallel_items(detail::ceil_div(M, block), [&](std::size_t b) {
+  const std::size_t M = sh.n * P * Q, block = kBlockTiles * MR, blocks = detail::ceil_div(M, block);
+  const std::size_t splits = group_splits(blocks, groups);
+  detail::parallel_items(blocks * splits, [&](std::size_t item) {
+    const std::size_t b = item / splits, split = item % splits;
     PixelRef<T> px[kBlockTiles * MR];
     const std::size_t m0 = b * block, npx = std::min(block, M - m0);
     for (std::size_t i = 0; i < npx; ++i) {
@@ -172,7 +188,8 @@ void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, 
                static_cast<std::ptrdiff_t>((pq % Q) * sh.stride) - static_cast<std::ptrdiff_t>(sh.pad),
                y + m * sh.k};
     }
-    gather_block<Tile>(g, taps, px, npx);
+    gather_block<Tile>(g, taps, px, npx, detail::part_begin(groups, split, splits),
+                       detail::part_begin(groups, split + 1, splits));
   });
 }
 
@@ -208,8 +225,10 @@ void conv_backward_data(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T
     phase_extent(f, rows, cols);
     total_blocks += detail::ceil_div(sh.n * rows * cols, block);
   }
-  detail::parallel_items(total_blocks, [&](std::size_t b) {
-    std::size_t phase = 0, rows = 0, cols = 0;
+  const std::size_t splits = group_splits(total_blocks, groups);
+  detail::parallel_items(total_blocks * splits, [&](std::size_t item) {
+    std::size_t b = item / splits, phase = 0, rows = 0, cols = 0;
+    const std::size_t split = item % splits;
     for (;; ++phase) {
       phase_extent(phase, rows, cols);
       const std::size_t blocks = detail::ceil_div(sh.n * rows * cols, block);
@@ -239,7 +258,8 @@ void conv_backward_data(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T
       px[i] = {dy + n * P * Q * sh.k, static_cast<std::ptrdiff_t>(a), static_cast<std::ptrdiff_t>(bb),
                dx + ((n * sh.h + ih) * sh.w + iw) * sh.c};
     }
-    gather_block<Tile>(g, taps, px, npx);
+    gather_block<Tile>(g, taps, px, npx, detail::part_begin(groups, split, splits),
+                       detail::part_begin(groups, split + 1, splits));
   });
 }
 
@@ -337,7 +357,7 @@ ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
   if (a == ConvAlgorithm::direct) return a;
   // F(4x4, 3x3) where its tiles fit the output as for the other passes and the reduction
   // over tiles is long beside the transformed gradient it sums into ([36][C][K], 2.25x
-  // F(2x2, 3x3)'s, reloaded once per sub-chunk of tiles): at least kWinogradWeightTiles4.
+  // F(2x2, 3x3)'s): at least kWinogradWeightTiles4 tiles (winograd.h).
   const std::size_t t4 = detail::ceil_div(sh.p(), 4) * detail::ceil_div(sh.q(), 4);
   const std::size_t t2 = detail::ceil_div(sh.p(), 2) * detail::ceil_div(sh.q(), 2);
   if (36 * t4 * 100 <= 65 * 16 * t2 && sh.n * t4 >= detail::kWinogradWeightTiles4) return ConvAlgorithm::winograd4;

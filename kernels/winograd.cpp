@@ -631,6 +631,43 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
   }
 }
 
+/// The whole-transform weight gradient (winograd_weights_whole): V [XI][tiles][crow] and Z
+/// [XI][tiles][kp] of every tile, transformed in blocks of tiles; then one task per xi and
+/// register group of output channels runs dU[xi][c][group] = sum over all tiles, in order.
+template <std::size_t M, class Tile, class T>
+void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t tiles) {
+  const typename Tile::D d;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  constexpr std::size_t XI = (M + 2) * (M + 2), kBlock = 16;
+  const Conv2dShape& sh = *j.sh;
+  const std::size_t C = sh.c, crow = detail::winograd_row(C), kz = detail::round_up(sh.k, detail::kWinogradMaxGroup);
+  const std::size_t groups = detail::ceil_div(sh.k, G);
+  T* z = v + XI * tiles * crow;
+  detail::parallel_items(detail::ceil_div(tiles, kBlock), [&](std::size_t b) {
+    for (std::size_t t = b * kBlock; t < std::min(tiles, b * kBlock + kBlock); ++t) {
+      transform_input<M>(d, j.x, t, 0, C, v + t * crow, tiles * crow);
+      for (std::size_t g = 0; g < groups; ++g)
+        transform_grad<M, Tile>(j.dy, j.x.grid, sh.k, t, g, std::min(G, sh.k - g * G), j.x.zero, z + t * kz + g * G,
+                                tiles * kz);
+    }
+  });
+  detail::parallel_items(XI * groups, [&](std::size_t item) {
+    const std::size_t xi = item / groups, g = item % groups;
+    const T* vx = v + xi * tiles * crow;
+    const T* zx = z + xi * tiles * kz + g * G;
+    for (std::size_t c0 = 0; c0 < C; c0 += MR) {
+      const std::size_t mr = std::min(MR, C - c0);
+      hn::Vec<decltype(d)> acc[MR * NV];
+      for (auto& a : acc) a = hn::Zero(d);
+      // Rows past mr read the row's padding or the next channels: computed, never stored.
+      tile_pixels<MR, NV, true>(d, vx + c0, crow, zx, kz, tiles, G, acc);
+      T* out = du + (xi * C + c0) * j.kp + g * G;
+      for (std::size_t i = 0; i < mr; ++i)
+        for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
+    }
+  });
+}
+
 /// out[r * 3 + s] += (G^T u G)[r][s] for the transformed kernel gradient u[xi * stride]
 /// (XI = (M+2)^2 values): dU back to the 3x3 kernel, in the scalar type (a few values per
 /// kernel, beside the GEMMs' C x K x tiles).
@@ -686,12 +723,16 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
   const Patches<T> patches{x, sh.h, sh.w, sh.c, static_cast<std::ptrdiff_t>(sh.pad), zero, Grid(sh.p(), sh.q(), M)};
   const WinoGradJob<T> job{&sh, patches, dy, kp, detail::winograd_grad_sub_tiles(M)};
   const std::size_t tiles = patches.grid.tiles(sh.n), slot_size = detail::winograd_grad_slot_size(sh.c);
-  for_each_item_in_slots(groups * parts, [&](std::size_t item, std::size_t slot) {
-    const std::size_t grp = item % groups, part = item / groups;
-    winograd_weights_task<M, Tile>(job, du + part * stride, grp, detail::part_begin(tiles, part, parts),
-                                   detail::part_begin(tiles, part + 1, parts), slots + slot * slot_size);
-  });
-  detail::sum_parts(du, XI * sh.c * kp, parts, stride);  // the parts' dU, added in part order
+  if (detail::winograd_weights_whole(sh, M)) {
+    winograd_weights_whole<M, Tile>(job, du, slots, tiles);
+  } else {
+    for_each_item_in_slots(groups * parts, [&](std::size_t item, std::size_t slot) {
+      const std::size_t grp = item % groups, part = item / groups;
+      winograd_weights_task<M, Tile>(job, du + part * stride, grp, detail::part_begin(tiles, part, parts),
+                                     detail::part_begin(tiles, part + 1, parts), slots + slot * slot_size);
+    });
+    detail::sum_parts(du, XI * sh.c * kp, parts, stride);  // the parts' dU, added in part order
+  }
   // dw[k][c] += G^T dU[c][k] G, in blocks of 16 output channels: for each c, the block's
   // 16 values of every dU[xi][c] are one cache line.
   detail::parallel_items(detail::ceil_div(sh.k, 16), [&](std::size_t kb) {
@@ -747,7 +788,8 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
   };
   auto weights = [&](std::size_t m) {
     return winograd_weight_parts(sh, m) * winograd_weight_partial_size(sh, m) + winograd_row(std::max(sh.c, sh.k)) +
-           kWinogradSlots * winograd_grad_slot_size(sh.c);
+           std::max(kWinogradSlots * winograd_grad_slot_size(sh.c),
+                    winograd_weights_whole(sh, m) ? winograd_whole_size(sh, m) + kWinogradMaxTile : 0);
   };
   return std::max({one(sh.c, sh.k, 16), one(sh.k, sh.c, 16), one(sh.c, sh.k, 36), one(sh.k, sh.c, 36), weights(2),
                    weights(4)});

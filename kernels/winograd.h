@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "odyssey/kernels/conv.h"
+#include "weight_parts.h"
 
 namespace odyssey::kernels::detail {
 
@@ -74,12 +75,31 @@ constexpr bool winograd_applies(const Conv2dShape& sh) {
 // (XI x tiles: 36 x 28 against 16 x 64). The sub-chunk never changes a sum (the
 // accumulators carry over).
 constexpr std::size_t kWinogradGradSubTiles = 64, kWinogradGradSubTiles4 = 28;
+/// A weight gradient with one part (weight_parts.h) whose transforms of every tile, input
+/// [XI][tiles][row] and output gradient [XI][tiles][round_up(K, 64)], take at most this many
+/// elements (48 MiB of float) transforms them all once, then runs each xi's GEMM over all the
+/// tiles with its accumulators in registers: layers 3 and 4 of ResNet-18 at batch 128, where
+/// a reduction of 128-512 tiles beside a dU of 4-16 MiB made the sub-chunked tasks reload
+/// dU every sub-chunk and transform each input patch once per 64 output channels. The
+/// sums run over the tiles in the same order either way, so the result is the same.
+constexpr std::size_t kWinogradWholeBudget = 12 * 1024 * 1024;
+constexpr std::size_t winograd_whole_size(const Conv2dShape& sh, std::size_t m) {
+  const std::size_t tiles = sh.n * ceil_div(sh.p(), m) * ceil_div(sh.q(), m);
+  return (m + 2) * (m + 2) * tiles * (winograd_row(sh.c) + round_up(sh.k, kWinogradMaxGroup));
+}
+constexpr bool winograd_weights_whole(const Conv2dShape& sh, std::size_t m) {
+  return winograd_weight_parts(sh, m) == 1 && winograd_whole_size(sh, m) <= kWinogradWholeBudget;
+}
+
 /// ConvAlgorithm::automatic's weight gradient takes F(4x4, 3x3) from this many 4x4 tiles
 /// per call (conv2d_automatic_weight_algorithm). Measured at batch 128 (ms, F(2x2, 3x3) ->
-/// F(4x4, 3x3), model-167 Xeon): AVX3 layer 1 (8192 tiles) 21.2 -> 14.0, layer 2 (2048)
-/// 22.9 -> 17.3, layer 3 (512) 22.2 -> 20.4, layer 4 (128) 27.6 -> 28.3; AVX2 39.3 -> 23.0,
-/// 39.0 -> 26.5, 39.9 -> 29.5, 47.9 -> 51.0.
-constexpr std::size_t kWinogradWeightTiles4 = 256;
+/// F(4x4, 3x3), model-167 Xeon, sub-chunked tasks): AVX3 layer 1 (8192 tiles) 21.2 -> 14.0,
+/// layer 2 (2048) 22.9 -> 17.3, layer 3 (512) 22.2 -> 20.4, layer 4 (128) 27.6 -> 28.3;
+/// AVX2 39.3 -> 23.0, 39.0 -> 26.5, 39.9 -> 29.5, 47.9 -> 51.0. With the whole-transform
+/// path (model-207 Xeon) layer 4 at batch 128 went F(4x4, 3x3)'s way on both: AVX3 28.4 ->
+/// 24.7, AVX2 53.8 -> 40.5 (medians); at batch 32, layer 3 at 7x7 (128 tiles) AVX3 5.5 ->
+/// 6.3, AVX2 11.9 -> 9.0, and layer 4 at 4x4 (32 tiles) 10.0 -> 15.2 and 15.7 -> 20.1.
+constexpr std::size_t kWinogradWeightTiles4 = 128;
 constexpr std::size_t winograd_grad_sub_tiles(std::size_t m) { return m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles; }
 constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
   // The larger of the two tiles' slots; + kWinogradMaxTile: the last register tile of
