@@ -357,10 +357,11 @@ ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
   if (a == ConvAlgorithm::direct) return a;
   // F(4x4, 3x3) where its tiles fit the output as for the other passes and the reduction
   // over tiles is long beside the transformed gradient it sums into ([36][C][K], 2.25x
-  // F(2x2, 3x3)'s): at least kWinogradWeightTiles4 tiles (winograd.h).
+  // F(2x2, 3x3)'s): tiles x channels at least kWinogradWeightWork4 (winograd.h).
   const std::size_t t4 = detail::ceil_div(sh.p(), 4) * detail::ceil_div(sh.q(), 4);
   const std::size_t t2 = detail::ceil_div(sh.p(), 2) * detail::ceil_div(sh.q(), 2);
-  if (36 * t4 * 100 <= 65 * 16 * t2 && sh.n * t4 >= detail::kWinogradWeightTiles4) return ConvAlgorithm::winograd4;
+  if (36 * t4 * 100 <= 65 * 16 * t2 && sh.n * t4 * std::min(sh.c, sh.k) >= detail::kWinogradWeightWork4)
+    return ConvAlgorithm::winograd4;
   return ConvAlgorithm::winograd;
 }
 

@@ -91,15 +91,18 @@ constexpr bool winograd_weights_whole(const Conv2dShape& sh, std::size_t m) {
   return winograd_weight_parts(sh, m) == 1 && winograd_whole_size(sh, m) <= kWinogradWholeBudget;
 }
 
-/// ConvAlgorithm::automatic's weight gradient takes F(4x4, 3x3) from this many 4x4 tiles
-/// per call (conv2d_automatic_weight_algorithm). Measured at batch 128 (ms, F(2x2, 3x3) ->
-/// F(4x4, 3x3), model-167 Xeon, sub-chunked tasks): AVX3 layer 1 (8192 tiles) 21.2 -> 14.0,
-/// layer 2 (2048) 22.9 -> 17.3, layer 3 (512) 22.2 -> 20.4, layer 4 (128) 27.6 -> 28.3;
+/// ConvAlgorithm::automatic's weight gradient takes F(4x4, 3x3) where 4x4 tiles x channels
+/// (min(C, K)) reach this (conv2d_automatic_weight_algorithm): F(4x4, 3x3) saves GEMM work,
+/// which per transformed value grows with the channels, and costs a dU 2.25x larger, which
+/// the tiles amortise. Measured at batch 128 (ms, F(2x2, 3x3) -> F(4x4, 3x3), model-167
+/// Xeon, sub-chunked tasks): AVX3 layer 1 (8192 tiles x 64) 21.2 -> 14.0, layer 2 (2048 x
+/// 128) 22.9 -> 17.3, layer 3 (512 x 256) 22.2 -> 20.4, layer 4 (128 x 512) 27.6 -> 28.3;
 /// AVX2 39.3 -> 23.0, 39.0 -> 26.5, 39.9 -> 29.5, 47.9 -> 51.0. With the whole-transform
-/// path (model-207 Xeon) layer 4 at batch 128 went F(4x4, 3x3)'s way on both: AVX3 28.4 ->
-/// 24.7, AVX2 53.8 -> 40.5 (medians); at batch 32, layer 3 at 7x7 (128 tiles) AVX3 5.5 ->
-/// 6.3, AVX2 11.9 -> 9.0, and layer 4 at 4x4 (32 tiles) 10.0 -> 15.2 and 15.7 -> 20.1.
-constexpr std::size_t kWinogradWeightTiles4 = 128;
+/// path (model-207 Xeon, medians of 3) layer 4 went F(4x4, 3x3)'s way: AVX3 28.4 -> 24.7,
+/// AVX2 53.8 -> 40.5; at batch 32 layer 3 at 7x7 (128 x 256) AVX3 5.5 -> 6.3 (AVX2 11.9 ->
+/// 9.0), layer 4 at 4x4 (32 x 512) 10.0 -> 15.2 and 15.7 -> 20.1; Fashion-MNIST's layer 1
+/// (1568 x 64) 3.9 -> 3.1 and 7.0 -> 4.9 (model 167).
+constexpr std::size_t kWinogradWeightWork4 = 65536;
 constexpr std::size_t winograd_grad_sub_tiles(std::size_t m) { return m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles; }
 constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
   // The larger of the two tiles' slots; + kWinogradMaxTile: the last register tile of
