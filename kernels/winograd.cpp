@@ -668,41 +668,45 @@ void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t ti
   });
 }
 
-/// out[r * 3 + s] += (G^T u G)[r][s] for the transformed kernel gradient u[xi * stride]
-/// (XI = (M+2)^2 values): dU back to the 3x3 kernel, in the scalar type (a few values per
-/// kernel, beside the GEMMs' C x K x tiles).
-template <std::size_t M, class T>
-HWY_INLINE void kernel_gradient(const T* u, std::size_t stride, T* HWY_RESTRICT out) {
-  constexpr std::size_t A = M + 2;
-  // G^T applied to one line of A values: F(2x2, 3x3)'s G has rows (1 0 0), 1/2 (1 1 1),
-  // 1/2 (1 -1 1), (0 0 1); F(4x4, 3x3)'s (1/4 0 0), -1/6 (1 1 1), -1/6 (1 -1 1),
-  // (1/24 1/12 1/6), (1/24 -1/12 1/6), (0 0 1).
-  auto line = [](const T* l, std::size_t step, T* r) {
-    if constexpr (M == 2) {
-      const T h = T(0.5) * (l[step] + l[2 * step]);
-      r[0] = l[0] + h;
-      r[1] = T(0.5) * (l[step] - l[2 * step]);
-      r[2] = h + l[3 * step];
-    } else {
-      const T s12 = l[step] + l[2 * step], d12 = l[step] - l[2 * step];
-      const T s34 = l[3 * step] + l[4 * step], d34 = l[3 * step] - l[4 * step];
-      r[0] = T(0.25) * l[0] - s12 / T(6) + s34 / T(24);
-      r[1] = -d12 / T(6) + d34 / T(12);
-      r[2] = -s12 / T(6) + s34 / T(6) + l[5 * step];
-    }
-  };
-  T g[A * A];
-  for (std::size_t xi = 0; xi < A * A; ++xi) g[xi] = u[xi * stride];
-  T t[3 * A];  // G^T dU: t[r * A + b]
+/// r = G^T l for one line l of M+2 transformed values (l[0], l[step], ...): F(2x2, 3x3)'s G
+/// has rows (1 0 0), 1/2 (1 1 1), 1/2 (1 -1 1), (0 0 1); F(4x4, 3x3)'s (1/4 0 0), -1/6 (1 1 1),
+/// -1/6 (1 -1 1), (1/24 1/12 1/6), (1/24 -1/12 1/6), (0 0 1). On vectors of output channels.
+template <std::size_t M, class D, class V = hn::Vec<D>>
+HWY_INLINE void kernel_line(D d, const V* l, std::size_t step, V* r) {
+  if constexpr (M == 2) {
+    const V h = hn::Mul(hn::Set(d, 0.5), hn::Add(l[step], l[2 * step]));
+    r[0] = hn::Add(l[0], h);
+    r[1] = hn::Mul(hn::Set(d, 0.5), hn::Sub(l[step], l[2 * step]));
+    r[2] = hn::Add(h, l[3 * step]);
+  } else {
+    const V six = hn::Set(d, 6), s12 = hn::Add(l[step], l[2 * step]), d12 = hn::Sub(l[step], l[2 * step]);
+    const V s34 = hn::Add(l[3 * step], l[4 * step]), d34 = hn::Sub(l[3 * step], l[4 * step]);
+    const V neg_s12_6 = hn::Div(hn::Neg(s12), six);
+    r[0] = hn::Add(hn::MulSub(hn::Set(d, 0.25), l[0], hn::Div(s12, six)), hn::Div(s34, hn::Set(d, 24)));
+    r[1] = hn::Add(hn::Div(hn::Neg(d12), six), hn::Div(d34, hn::Set(d, 12)));
+    r[2] = hn::Add(hn::Add(neg_s12_6, hn::Div(s34, six)), l[5 * step]);
+  }
+}
+
+/// out[(r * 3 + s) * L + lane] = (G^T u G)[r][s] for the transformed kernel gradients of L
+/// output channels side by side, u[xi * stride + lane] (XI = (M+2)^2 vectors): dU back to
+/// the 3x3 kernels.
+template <std::size_t M, class D, class T = hn::TFromD<D>>
+HWY_INLINE void kernel_gradient(D d, const T* u, std::size_t stride, T* HWY_RESTRICT out) {
+  using V = hn::Vec<D>;
+  constexpr std::size_t A = M + 2, L = hn::MaxLanes(D());
+  V g[A * A];
+  for (std::size_t xi = 0; xi < A * A; ++xi) g[xi] = hn::LoadU(d, u + xi * stride);
+  V t[3 * A];  // G^T dU: t[r * A + b]
   for (std::size_t b = 0; b < A; ++b) {
-    T r[3];
-    line(g + b, A, r);
+    V r[3];
+    kernel_line<M>(d, g + b, A, r);
     for (std::size_t i = 0; i < 3; ++i) t[i * A + b] = r[i];
   }
   for (std::size_t i = 0; i < 3; ++i) {  // (G^T dU) G
-    T r[3];
-    line(t + i * A, 1, r);
-    for (std::size_t j = 0; j < 3; ++j) out[i * 3 + j] += r[j];
+    V r[3];
+    kernel_line<M>(d, t + i * A, 1, r);
+    for (std::size_t j = 0; j < 3; ++j) hn::Store(r[j], d, out + (i * 3 + j) * L);
   }
 }
 
@@ -735,10 +739,19 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
   }
   // dw[k][c] += G^T dU[c][k] G, in blocks of 16 output channels: for each c, the block's
   // 16 values of every dU[xi][c] are one cache line.
+  // dU rows are kp = round_up(K, G) wide, so whole vectors of L channels can be read.
+  const hn::ScalableTag<T> d;
+  constexpr std::size_t L = hn::MaxLanes(decltype(d)());
+  static_assert(16 % L == 0);
   detail::parallel_items(detail::ceil_div(sh.k, 16), [&](std::size_t kb) {
     const std::size_t k_end = std::min(sh.k, kb * 16 + 16);
+    HWY_ALIGN T g[9 * L];
     for (std::size_t c = 0; c < sh.c; ++c)
-      for (std::size_t k = kb * 16; k < k_end; ++k) kernel_gradient<M>(du + c * kp + k, sh.c * kp, dw + (k * sh.c + c) * 9);
+      for (std::size_t k0 = kb * 16; k0 < k_end; k0 += L) {
+        kernel_gradient<M>(d, du + c * kp + k0, sh.c * kp, g);
+        for (std::size_t k = k0; k < std::min(k_end, k0 + L); ++k)
+          for (std::size_t rs = 0; rs < 9; ++rs) dw[(k * sh.c + c) * 9 + rs] += g[rs * L + k - k0];
+      }
   });
   if (db) detail::add_bias_gradient(dy, sh.n * sh.p() * sh.q(), sh.k, db);
 }
