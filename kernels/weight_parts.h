@@ -70,9 +70,12 @@ constexpr std::size_t conv_weight_parts(const Conv2dShape& sh) {
 constexpr std::size_t winograd_weight_partial_size(const Conv2dShape& sh, std::size_t m) {
   return (m + 2) * (m + 2) * sh.c * round_up(sh.k, 64);
 }
+/// MxM output tiles of a batch (partial tiles at the right and bottom edges count).
+constexpr std::size_t winograd_tiles(const Conv2dShape& sh, std::size_t m) {
+  return sh.n * ceil_div(sh.p(), m) * ceil_div(sh.q(), m);
+}
 constexpr std::size_t winograd_weight_parts(const Conv2dShape& sh, std::size_t m) {
-  const std::size_t tiles = sh.n * ceil_div(sh.p(), m) * ceil_div(sh.q(), m);
-  return weight_parts(sh.k, tiles, 64, winograd_weight_partial_size(sh, m),
+  return weight_parts(sh.k, winograd_tiles(sh, m), 64, winograd_weight_partial_size(sh, m),
                       sh.n * (sh.h * sh.w * sh.c + sh.p() * sh.q() * sh.k));
 }
 

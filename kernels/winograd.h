@@ -84,8 +84,7 @@ constexpr std::size_t kWinogradGradSubTiles = 64, kWinogradGradSubTiles4 = 28;
 /// sums run over the tiles in the same order either way, so the result is the same.
 constexpr std::size_t kWinogradWholeBudget = 12 * 1024 * 1024;
 constexpr std::size_t winograd_whole_size(const Conv2dShape& sh, std::size_t m) {
-  const std::size_t tiles = sh.n * ceil_div(sh.p(), m) * ceil_div(sh.q(), m);
-  return (m + 2) * (m + 2) * tiles * (winograd_row(sh.c) + round_up(sh.k, kWinogradMaxGroup));
+  return (m + 2) * (m + 2) * winograd_tiles(sh, m) * (winograd_row(sh.c) + round_up(sh.k, kWinogradMaxGroup));
 }
 constexpr bool winograd_weights_whole(const Conv2dShape& sh, std::size_t m) {
   return winograd_weight_parts(sh, m) == 1 && winograd_whole_size(sh, m) <= kWinogradWholeBudget;
