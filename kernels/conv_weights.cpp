@@ -74,20 +74,22 @@ HWY_INLINE void weights_tile(const WeightsJob<T>& j, T* part_acc, bool first, st
     for (std::size_t v = 0; v < NV; ++v)
       acc[i * NV + v] = first ? hn::Zero(d) : hn::Load(d, out + i * j.kp + v * L);
   if (q_lo < q_hi) {
-    for (std::size_t row = row0; row < row1; ++row) {
+    const std::size_t iw = q_lo * sh.stride + s - sh.pad;
+    // Output row `row`'s first x pixel at this tap and channel tile, or null where the tap
+    // reads the padding above or below the image.
+    const auto x_row = [&](std::size_t row) -> const T* {
       const std::size_t n = row / P, p = row % P;
       const std::ptrdiff_t ih = static_cast<std::ptrdiff_t>(p * sh.stride + r) - pad;
-      if (ih < 0 || ih >= static_cast<std::ptrdiff_t>(sh.h)) continue;
-      const std::size_t iw = q_lo * sh.stride + s - sh.pad;
-      const T* xr = j.x + ((n * sh.h + static_cast<std::size_t>(ih)) * sh.w + iw) * sh.c + c0;
+      if (ih < 0 || ih >= static_cast<std::ptrdiff_t>(sh.h)) return nullptr;
+      return j.x + ((n * sh.h + static_cast<std::size_t>(ih)) * sh.w + iw) * sh.c + c0;
+    };
+    for (std::size_t row = row0; row < row1; ++row) {
+      const T* xr = x_row(row);
+      if (!xr) continue;
       const T* dyr = j.dy + (row * Q + q_lo) * sh.k + grp * G;
       if (kPrefetchRows && row + kAhead < row1) {
-        const std::size_t na = (row + kAhead) / P, pa = (row + kAhead) % P;
-        const std::ptrdiff_t iha = static_cast<std::ptrdiff_t>(pa * sh.stride + r) - pad;
-        if (iha >= 0 && iha < static_cast<std::ptrdiff_t>(sh.h)) {
-          const T* xa = j.x + ((na * sh.h + static_cast<std::size_t>(iha)) * sh.w + iw) * sh.c + c0;
+        if (const T* xa = x_row(row + kAhead))
           for (std::size_t q = q_lo; q < q_hi; ++q, xa += sh.stride * sh.c) hwy::Prefetch(xa);
-        }
       }
       tile_pixels<MR, NV, kFull>(d, xr, sh.stride * sh.c, dyr, sh.k, q_hi - q_lo, width, acc);
     }
