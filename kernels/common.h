@@ -7,6 +7,9 @@
 #include <tbb/task_arena.h>
 
 #include <cstddef>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 // ThreadSanitizer cannot see the synchronisation inside libtbb (Debian's is not
 // instrumented), so it would report the hand-over of every parallel loop's captures between
@@ -32,6 +35,21 @@ namespace odyssey::kernels::detail {
 
 constexpr std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
 constexpr std::size_t round_up(std::size_t a, std::size_t b) { return ceil_div(a, b) * b; }
+
+/// Whether the processor is AMD's (cpuid vendor "AuthenticAMD"), read once. For tuning
+/// choices that Highway's targets cannot tell apart and that leave the arithmetic unchanged.
+inline bool amd_cpu() {
+  static const bool amd = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    return ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u;  // "Auth" "enti" "cAMD"
+#else
+    return false;
+#endif
+  }();
+  return amd;
+}
 
 /// Threads of the task arena the caller runs in (the most that can run items at once).
 inline std::size_t arena_threads() {

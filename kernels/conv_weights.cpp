@@ -32,12 +32,14 @@ HWY_BEFORE_NAMESPACE();
 namespace odyssey::kernels::HWY_NAMESPACE {
 
 constexpr std::size_t kChunkPixels = 256;
-/// On AVX-512 a tile prefetches the x pixels of the row kAhead rows on, which sit a pixel's
-/// stride apart (1-2 KB at layers 3 and 4) and so defeat the hardware prefetcher. Measured on
-/// Zen 5 (kernels_bench, 8 alternating pairs, median ms): l2_proj 2.7 -> 2.1, l3_proj 2.0 ->
-/// 1.7, l4_proj 1.6 -> 1.5, l4_down 15.4 -> 14.1. On AVX2 it made l4_down slower (27-31 ->
-/// 32-41 in 3 pairs), so AVX2 does without.
-constexpr bool kPrefetchRows = HWY_TARGET <= HWY_AVX3;
+/// On AVX-512 an AMD core's tile prefetches the x pixels of the row kAhead rows on, which sit
+/// a pixel's stride apart (1-2 KB at layers 3 and 4) and so defeat its hardware prefetcher.
+/// Measured (kernels_bench, alternating pairs, median ms): on Zen 5 AVX3 l2_proj 2.7 -> 2.1,
+/// l3_proj 2.0 -> 1.7, l4_proj 1.6 -> 1.5, l4_down 15.4 -> 14.1; on AVX2 it made l4_down
+/// slower (27-31 -> 32-41), and on the Xeons (model 207) every direct shape 5-15% slower on
+/// AVX3 too (l3_down 23.3 -> 27.3, l4_proj 3.83 -> 4.17). Highway 1.0.3's targets do not tell
+/// Zen 5 from a Xeon, so the choice is made at run time; it changes no arithmetic.
+constexpr bool kPrefetchTarget = HWY_TARGET <= HWY_AVX3;
 constexpr std::size_t kAhead = 2;
 
 template <class T>
@@ -74,6 +76,7 @@ HWY_INLINE void weights_tile(const WeightsJob<T>& j, T* part_acc, bool first, st
     for (std::size_t v = 0; v < NV; ++v)
       acc[i * NV + v] = first ? hn::Zero(d) : hn::Load(d, out + i * j.kp + v * L);
   if (q_lo < q_hi) {
+    const bool prefetch = kPrefetchTarget && detail::amd_cpu();
     const std::size_t iw = q_lo * sh.stride + s - sh.pad;
     // Output row `row`'s first x pixel at this tap and channel tile, or null where the tap
     // reads the padding above or below the image.
@@ -87,7 +90,7 @@ HWY_INLINE void weights_tile(const WeightsJob<T>& j, T* part_acc, bool first, st
       const T* xr = x_row(row);
       if (!xr) continue;
       const T* dyr = j.dy + (row * Q + q_lo) * sh.k + grp * G;
-      if (kPrefetchRows && row + kAhead < row1) {
+      if (prefetch && row + kAhead < row1) {
         if (const T* xa = x_row(row + kAhead))
           for (std::size_t q = q_lo; q < q_hi; ++q, xa += sh.stride * sh.c) hwy::Prefetch(xa);
       }
