@@ -78,20 +78,22 @@ HWY_INLINE void weights_tile(const WeightsJob<T>& j, T* part_acc, bool first, st
   if (q_lo < q_hi) {
     const bool prefetch = kPrefetchTarget && detail::amd_cpu();
     const std::size_t iw = q_lo * sh.stride + s - sh.pad;
-    // Output row `row`'s first x pixel at this tap and channel tile, or null where the tap
-    // reads the padding above or below the image.
-    const auto x_row = [&](std::size_t row) -> const T* {
-      const std::size_t n = row / P, p = row % P;
+    // The first x pixel of output row p of image n at this tap and channel tile, or null
+    // where the tap reads the padding above or below the image.
+    const auto x_row = [&](std::size_t n, std::size_t p) -> const T* {
       const std::ptrdiff_t ih = static_cast<std::ptrdiff_t>(p * sh.stride + r) - pad;
       if (ih < 0 || ih >= static_cast<std::ptrdiff_t>(sh.h)) return nullptr;
       return j.x + ((n * sh.h + static_cast<std::size_t>(ih)) * sh.w + iw) * sh.c + c0;
     };
-    for (std::size_t row = row0; row < row1; ++row) {
-      const T* xr = x_row(row);
+    // n and p step along with the row rather than a division per row, which rows of 4-8
+    // pixels notice (model-167 Xeon AVX3, 5 pairs: l4_proj 2.97 -> 2.74 ms, stem 2.35 -> 2.20).
+    std::size_t n = row0 / P, p = row0 % P;
+    for (std::size_t row = row0; row < row1; ++row, p = p + 1 == P ? 0 : p + 1, n += p == 0) {
+      const T* xr = x_row(n, p);
       if (!xr) continue;
       const T* dyr = j.dy + (row * Q + q_lo) * sh.k + grp * G;
       if (prefetch && row + kAhead < row1) {
-        if (const T* xa = x_row(row + kAhead))
+        if (const T* xa = x_row((row + kAhead) / P, (row + kAhead) % P))
           for (std::size_t q = q_lo; q < q_hi; ++q, xa += sh.stride * sh.c) hwy::Prefetch(xa);
       }
       tile_pixels<MR, NV, kFull>(d, xr, sh.stride * sh.c, dyr, sh.k, q_hi - q_lo, width, acc);
