@@ -18,6 +18,7 @@
 
 #include <algorithm>
 
+#include "odyssey/kernels/conv.h"
 #include "simd-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -140,6 +141,26 @@ HWY_INLINE void store_rows(D d, const hn::Vec<D>* acc, T* const* rows, std::size
     }
   }
 }
+
+/// One vector of a ConvEpilogue: its scale and shift at output channels [k, k + count).
+template <class D, class T = hn::TFromD<D>>
+struct EpilogueLanes {
+  hn::Vec<D> scale, shift;
+  const T* residual;  // the epilogue's residual, or null
+  bool relu;
+  std::size_t count;
+
+  EpilogueLanes(D d, const ConvEpilogue<T>& ep, std::size_t k, std::size_t n)
+      : scale(load_n(d, ep.scale + k, n)), shift(load_n(d, ep.shift + k, n)), residual(ep.residual),
+        relu(ep.relu), count(n) {}
+
+  /// The epilogue of the outputs v at `offset` (an element index into y, of channel k).
+  HWY_INLINE hn::Vec<D> operator()(D d, hn::Vec<D> v, std::size_t offset) const {
+    v = hn::MulAdd(v, scale, shift);
+    if (residual) v = hn::Add(v, load_n(d, residual + offset, count));
+    return relu ? hn::Max(v, hn::Zero(d)) : v;
+  }
+};
 
 }  // namespace odyssey::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();

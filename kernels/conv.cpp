@@ -47,6 +47,7 @@ struct Gather {
   const T* zero;           // len zeros: the row of a tap that falls in the padding
   bool accumulate;         // add to out instead of overwriting it
   std::size_t chunk;       // source channels per weight slab
+  const ConvEpilogue<T>* ep = nullptr;  // applied as the last chunk is stored (forward only)
 };
 
 /// Where pixel m of a block reads and writes: its source image, the source coordinates of
@@ -110,6 +111,13 @@ HWY_NOINLINE void gather_block(const Gather<T>& g, const TapList& taps, const Pi
           tile_rows<MR, NV>(d, rows, g.wp + ((grp * g.taps_total + taps.wtap[k]) * g.len + c0) * G,
                             clen, acc);
         }
+        if (g.ep && c0 + clen == g.len) {
+          for (std::size_t v = 0; v < NV && v * L < width; ++v) {
+            const EpilogueLanes<decltype(d)> ep(d, *g.ep, grp * G + v * L, std::min(L, width - v * L));
+            for (std::size_t i = 0; i < nrows; ++i)
+              acc[i * NV + v] = ep(d, acc[i * NV + v], static_cast<std::size_t>(orow[i] - g.out) + v * L);
+          }
+        }
         store_rows<MR, NV>(d, acc, orow, nrows, width);
       }
     }
@@ -152,7 +160,8 @@ std::size_t chunk_for(std::size_t len, std::size_t taps) {
 }
 
 template <class T, class Tile>
-void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws) {
+void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws,
+                  const ConvEpilogue<T>* ep) {
   constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows;
   const std::size_t RS = sh.r * sh.s, P = sh.p(), Q = sh.q(), groups = detail::ceil_div(sh.k, G);
   T* wp = ws;
@@ -174,7 +183,7 @@ void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, 
       taps.wtap[taps.count++] = r * sh.s + s;
     }
   const Gather<T> g{x, sh.h, sh.w, sh.c, wp, RS, y, sh.k, groups, bias ? bias_p : nullptr,
-                    zero, false, chunk_for<Tile>(sh.c, RS)};
+                    zero, false, chunk_for<Tile>(sh.c, RS), ep};
   const std::size_t M = sh.n * P * Q, block = kBlockTiles * MR, blocks = detail::ceil_div(M, block);
   const std::size_t splits = group_splits(blocks, groups);
   detail::parallel_items(blocks * splits, [&](std::size_t item) {
@@ -264,9 +273,10 @@ void conv_backward_data(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T
 }
 
 template <class T>
-void conv_forward_any(const Conv2dShape& sh, const T* x, const T* w, const T* b, T* y, T* ws) {
-  if (use_tall_tile(sh.c)) conv_forward<T, ConvTile<T, true>>(sh, x, w, b, y, ws);
-  else conv_forward<T, ConvTile<T, false>>(sh, x, w, b, y, ws);
+void conv_forward_any(const Conv2dShape& sh, const T* x, const T* w, const T* b, T* y, T* ws,
+                      const ConvEpilogue<T>* ep) {
+  if (use_tall_tile(sh.c)) conv_forward<T, ConvTile<T, true>>(sh, x, w, b, y, ws, ep);
+  else conv_forward<T, ConvTile<T, false>>(sh, x, w, b, y, ws, ep);
 }
 template <class T>
 void conv_backward_data_any(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T* ws, bool acc) {
@@ -275,12 +285,12 @@ void conv_backward_data_any(const Conv2dShape& sh, const T* dy, const T* w, T* d
 }
 
 void conv_forward_f32(const Conv2dShape& sh, const float* x, const float* w, const float* b,
-                      float* y, float* ws) {
-  conv_forward_any(sh, x, w, b, y, ws);
+                      float* y, float* ws, const ConvEpilogue<float>* ep) {
+  conv_forward_any(sh, x, w, b, y, ws, ep);
 }
 void conv_forward_f64(const Conv2dShape& sh, const double* x, const double* w, const double* b,
-                      double* y, double* ws) {
-  conv_forward_any(sh, x, w, b, y, ws);
+                      double* y, double* ws, const ConvEpilogue<double>* ep) {
+  conv_forward_any(sh, x, w, b, y, ws, ep);
 }
 void conv_backward_data_f32(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
                             float* ws, bool acc) {
@@ -385,16 +395,22 @@ std::size_t detail::winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm al
 }
 
 void conv2d_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
-                    float* y, float* ws, ConvAlgorithm algorithm) {
+                    float* y, float* ws, ConvAlgorithm algorithm, const ConvEpilogue<float>* epilogue) {
   check(sh);
-  if (const std::size_t m = detail::winograd_tile(sh, algorithm)) return detail::winograd_forward(sh, m, x, w, bias, y, ws);
-  HWY_DYNAMIC_DISPATCH(conv_forward_f32)(sh, x, w, bias, y, ws);
+  if (epilogue && (!epilogue->scale || !epilogue->shift))
+    throw std::invalid_argument("conv2d_forward: an epilogue needs its scale and shift");
+  if (const std::size_t m = detail::winograd_tile(sh, algorithm))
+    return detail::winograd_forward(sh, m, x, w, bias, y, ws, epilogue);
+  HWY_DYNAMIC_DISPATCH(conv_forward_f32)(sh, x, w, bias, y, ws, epilogue);
 }
 void conv2d_forward(const Conv2dShape& sh, const double* x, const double* w, const double* bias,
-                    double* y, double* ws, ConvAlgorithm algorithm) {
+                    double* y, double* ws, ConvAlgorithm algorithm, const ConvEpilogue<double>* epilogue) {
   check(sh);
-  if (const std::size_t m = detail::winograd_tile(sh, algorithm)) return detail::winograd_forward(sh, m, x, w, bias, y, ws);
-  HWY_DYNAMIC_DISPATCH(conv_forward_f64)(sh, x, w, bias, y, ws);
+  if (epilogue && (!epilogue->scale || !epilogue->shift))
+    throw std::invalid_argument("conv2d_forward: an epilogue needs its scale and shift");
+  if (const std::size_t m = detail::winograd_tile(sh, algorithm))
+    return detail::winograd_forward(sh, m, x, w, bias, y, ws, epilogue);
+  HWY_DYNAMIC_DISPATCH(conv_forward_f64)(sh, x, w, bias, y, ws, epilogue);
 }
 void conv2d_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
                           float* ws, bool accumulate, ConvAlgorithm algorithm) {

@@ -113,6 +113,7 @@ struct WinoJob {
   bool accumulate;
   std::size_t groups, block_tiles, row;
   bool xi_outer;  // the loop order of winograd_block
+  const ConvEpilogue<T>* ep = nullptr;  // forward only
 };
 
 /// Pointers to the (M+2)^2 source pixels of `tile`'s patch (`zero` outside the image),
@@ -219,7 +220,8 @@ HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std
 }
 
 /// The MxM outputs of `tile` for output channels [grp*G, grp*G + width) from
-/// m[xi * mstride + channel], plus the bias; added to `out` when accumulating.
+/// m[xi * mstride + channel], plus the bias, then the epilogue when there is one; added to
+/// `out` when accumulating.
 template <std::size_t M, class Tile, class T>
 HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T* HWY_RESTRICT m,
                                  std::size_t mstride, std::size_t grp, std::size_t width) {
@@ -265,6 +267,12 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
     if (j.bias) {
       const auto b = hn::Load(d, j.bias + grp * G + v * L);
       for (auto& e : y) e = hn::Add(e, b);
+    }
+    if (j.ep) {
+      const EpilogueLanes<decltype(d)> ep(d, *j.ep, grp * G + v * L, count);
+      const std::size_t b0 = static_cast<std::size_t>(base - j.out) + v * L;
+      for (std::size_t r = 0; r < at.rows; ++r)
+        for (std::size_t s = 0; s < at.cols; ++s) y[r * M + s] = ep(d, y[r * M + s], b0 + (r * grid.out_w + s) * j.outs);
     }
     for (std::size_t r = 0; r < at.rows; ++r)
       for (std::size_t s = 0; s < at.cols; ++s) {
@@ -389,7 +397,7 @@ void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
 template <std::size_t M, class T, class Tile, class At>
 void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t src_w,
                   std::size_t len, T* out, std::size_t outs, std::size_t pad, const At& at,
-                  const T* bias, bool accumulate, T* ws) {
+                  const T* bias, bool accumulate, T* ws, const ConvEpilogue<T>* ep = nullptr) {
   constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows, XI = (M + 2) * (M + 2);
   const std::size_t groups = detail::ceil_div(outs, G);
   T* u = ws;
@@ -405,7 +413,7 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
   const Patches<T> in{src, src_h, src_w, len, static_cast<std::ptrdiff_t>(pad), zero,
                       Grid(src_h + 2 * pad - 2, src_w + 2 * pad - 2, M)};
   WinoJob<T> j{in, out, outs, u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_row(len),
-               XI * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2};
+               XI * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2, ep};
   // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
   // that the worker loops stay balanced on small images (layer 4: 512 tiles at batch 128).
   // Where each block streams all the transformed weights from L3 or memory (xi_outer), the
@@ -430,14 +438,15 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
 }
 
 template <std::size_t M, class T>
-void winograd_forward_t(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws) {
+void winograd_forward_t(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws,
+                        const ConvEpilogue<T>* ep) {
   auto at = [&](std::size_t k, std::size_t c, std::size_t r, std::size_t s) {
     return w[((k * sh.c + c) * 3 + r) * 3 + s];
   };
   if (use_tall_tile(sh.c)) {
-    winograd_run<M, T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws);
+    winograd_run<M, T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws, ep);
   } else {
-    winograd_run<M, T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws);
+    winograd_run<M, T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws, ep);
   }
 }
 
@@ -757,12 +766,12 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
 }
 
 void winograd_forward_f32(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
-                          const float* b, float* y, float* ws) {
-  m == 4 ? winograd_forward_t<4>(sh, x, w, b, y, ws) : winograd_forward_t<2>(sh, x, w, b, y, ws);
+                          const float* b, float* y, float* ws, const ConvEpilogue<float>* ep) {
+  m == 4 ? winograd_forward_t<4>(sh, x, w, b, y, ws, ep) : winograd_forward_t<2>(sh, x, w, b, y, ws, ep);
 }
 void winograd_forward_f64(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
-                          const double* b, double* y, double* ws) {
-  m == 4 ? winograd_forward_t<4>(sh, x, w, b, y, ws) : winograd_forward_t<2>(sh, x, w, b, y, ws);
+                          const double* b, double* y, double* ws, const ConvEpilogue<double>* ep) {
+  m == 4 ? winograd_forward_t<4>(sh, x, w, b, y, ws, ep) : winograd_forward_t<2>(sh, x, w, b, y, ws, ep);
 }
 void winograd_backward_data_f32(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
                                 float* dx, float* ws, bool acc) {
@@ -809,12 +818,12 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
 }
 
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
-                      const float* bias, float* y, float* ws) {
-  HWY_DYNAMIC_DISPATCH(winograd_forward_f32)(sh, m, x, w, bias, y, ws);
+                      const float* bias, float* y, float* ws, const ConvEpilogue<float>* epilogue) {
+  HWY_DYNAMIC_DISPATCH(winograd_forward_f32)(sh, m, x, w, bias, y, ws, epilogue);
 }
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
-                      const double* bias, double* y, double* ws) {
-  HWY_DYNAMIC_DISPATCH(winograd_forward_f64)(sh, m, x, w, bias, y, ws);
+                      const double* bias, double* y, double* ws, const ConvEpilogue<double>* epilogue) {
+  HWY_DYNAMIC_DISPATCH(winograd_forward_f64)(sh, m, x, w, bias, y, ws, epilogue);
 }
 void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
                             float* dx, float* ws, bool accumulate) {

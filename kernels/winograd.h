@@ -124,9 +124,9 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh);
 
 /// Forward and backward-data with output tiles of m x m (2 or 4).
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
-                      const float* bias, float* y, float* ws);
+                      const float* bias, float* y, float* ws, const ConvEpilogue<float>* epilogue = nullptr);
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
-                      const double* bias, double* y, double* ws);
+                      const double* bias, double* y, double* ws, const ConvEpilogue<double>* epilogue = nullptr);
 void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
                             float* dx, float* ws, bool accumulate);
 void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const double* dy, const double* w,

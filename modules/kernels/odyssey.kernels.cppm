@@ -25,6 +25,7 @@ using odyssey::kernels::conv2d_automatic_algorithm;
 using odyssey::kernels::conv2d_automatic_weight_algorithm;
 using odyssey::kernels::conv2d_backward_data;
 using odyssey::kernels::conv2d_backward_weights;
+using odyssey::kernels::ConvEpilogue;
 using odyssey::kernels::conv2d_forward;
 using odyssey::kernels::conv2d_winograd_applies;
 using odyssey::kernels::conv2d_workspace_size;

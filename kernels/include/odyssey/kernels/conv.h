@@ -50,12 +50,27 @@ ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& shape);
 /// need the same for any batch.
 std::size_t conv2d_workspace_size(const Conv2dShape& shape);
 
-/// y = conv(x, w) + bias. `bias` may be null.
+/// What conv2d_forward can apply to each output before storing it, in the same pass: with v
+/// = conv(x, w) + bias at output channel k, y = v * scale[k] + shift[k], plus residual (laid
+/// out as y) when it is not null, then max(., 0) when `relu`. An inference-mode batch norm
+/// after the convolution (scale = gamma / sqrt(var + eps), shift = beta - mean * scale) and
+/// the ReLU or residual join after it thus cost no pass over memory of their own.
+template <class T>
+struct ConvEpilogue {
+  const T* scale;            // [K]
+  const T* shift;            // [K]
+  const T* residual = nullptr;
+  bool relu = false;
+};
+
+/// y = conv(x, w) + bias. `bias` may be null; with `epilogue`, that is then mapped as it says.
 void conv2d_forward(const Conv2dShape& shape, const float* x, const float* w, const float* bias,
-                    float* y, float* workspace, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+                    float* y, float* workspace, ConvAlgorithm algorithm = ConvAlgorithm::automatic,
+                    const ConvEpilogue<float>* epilogue = nullptr);
 void conv2d_forward(const Conv2dShape& shape, const double* x, const double* w,
                     const double* bias, double* y, double* workspace,
-                    ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+                    ConvAlgorithm algorithm = ConvAlgorithm::automatic,
+                    const ConvEpilogue<double>* epilogue = nullptr);
 
 /// dx = conv_transpose(dy, w): overwritten, or added to when `accumulate`.
 void conv2d_backward_data(const Conv2dShape& shape, const float* dy, const float* w, float* dx,
