@@ -3,6 +3,7 @@
 // same pass over memory with a ReLU, or a residual add and a ReLU (the end of a ResNet block).
 module;
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -110,6 +111,25 @@ class BatchNorm2d {
     ctx.gradient_ready(bias.grad.span());
   }
 
+  /// For a composition that runs this norm, in inference mode, inside the convolution before
+  /// it: the convolution's epilogue y = v * scale + shift per channel (with the convolution's
+  /// bias, or null, folded into shift), then `residual` and the ReLU as forward_join would
+  /// add them. scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale,
+  /// in double. The norm's own forward does not run, so it keeps no input for a backward pass.
+  kernels::ConvEpilogue<T> inference_epilogue(const T* conv_bias, const Activation<T, S>* residual, bool relu) {
+    folded_.resize(2 * channels);
+    for (std::size_t c = 0; c < channels; ++c) {
+      const double scale = double(weight.value.data()[c]) / std::sqrt(double(running_var.data()[c]) + eps);
+      const double bias_term = conv_bias ? double(conv_bias[c]) * scale : 0.0;
+      folded_[c] = T(scale);
+      folded_[channels + c] = T(double(bias.value.data()[c]) - double(running_mean.data()[c]) * scale + bias_term);
+    }
+    x_.clear();
+    mode_ = Mode::inference;
+    comm_ = nullptr;
+    return {folded_.data(), folded_.data() + channels, residual ? residual->data() : nullptr, relu};
+  }
+
   template <class F>
   void visit_state(const std::string& prefix, F&& f) {
     f(weight.entry(state_name(prefix, "weight"), StateKind::norm_weight));
@@ -211,6 +231,7 @@ class BatchNorm2d {
   AlignedBuffer<double> ws_;
   Communicator* comm_ = nullptr;  // the forward pass was over a shard of these ranks' batch
   std::vector<double> merged_;    // its merged statistics (mean, M2 per channel)
+  std::vector<T> folded_;         // inference_epilogue's scale and shift
   double count_ = 0;              // and rows over all ranks
 };
 

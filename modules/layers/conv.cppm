@@ -1,6 +1,7 @@
 // Conv2d: a square-kernel 2-D convolution as PyTorch's nn.Conv2d (weight [K,C,R,R], optional
 // bias), on channels-last activations.
 module;
+#include <concepts>
 #include <cstddef>
 #include <string>
 #include <type_traits>
@@ -48,6 +49,28 @@ class Conv2d {
                             y_.data(), workspace(x.batch(), ctx));
     if (ctx.mode == Mode::training) x_.save(x);
     else x_.clear();
+    return y_;
+  }
+
+  /// Inference-mode forward with the batch norm `norm` after it run in the same pass
+  /// (BatchNorm2d::inference_epilogue), and the residual join or ReLU after that: what the
+  /// norm's forward_join(forward(x), residual, relu) would return, with no pass over memory of
+  /// the norm's own. Compositions call it for a convolution followed by a batch norm.
+  template <class Norm>
+    requires requires(Norm& n, const T* b, const Activation<T, output_shape>* r) {
+      { n.inference_epilogue(b, r, true) } -> std::same_as<kernels::ConvEpilogue<T>>;
+    }
+  const Activation<T, output_shape>& forward_folded(const Activation<T, In>& x, Norm& norm,
+                                                    const Activation<T, output_shape>* residual, bool relu,
+                                                    Context<T>& ctx) {
+    if (ctx.mode != Mode::inference)
+      throw ValueError("Conv2d: a batch norm folds into the convolution only in inference mode");
+    if (residual) residual->expect_batch(x.batch(), "Conv2d residual");
+    y_.resize(x.batch());
+    const kernels::ConvEpilogue<T> ep = norm.inference_epilogue(bias_data(), residual, relu);
+    kernels::conv2d_forward(geometry(x.batch()), x.data(), weight.value.data(), nullptr, y_.data(),
+                            workspace(x.batch(), ctx), kernels::ConvAlgorithm::automatic, &ep);
+    x_.clear();
     return y_;
   }
 

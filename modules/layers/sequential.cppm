@@ -8,7 +8,8 @@
 //
 // A BatchNorm2d followed by a ReLU of the same shape runs as one pass (the ReLU inside the
 // batch norm's output loop, and its mask inside the batch norm's backward); the ReLU part then
-// holds no output of its own. A composition whose last part can absorb a residual join
+// holds no output of its own. In inference mode a convolution followed by a batch norm runs
+// both (and that ReLU, or a Residual's join) in the convolution's output pass. A composition whose last part can absorb a residual join
 // (JoinFusable) can too, so Residual fuses a main branch that ends in a batch norm.
 module;
 #include <cstddef>
@@ -34,6 +35,19 @@ template <class L>
 struct IsReLU : std::false_type {};
 template <class T, ShapeType S>
 struct IsReLU<ReLU<T, S>> : std::true_type {};
+
+/// C (a convolution) can run N, the batch norm after it, inside its own pass in inference
+/// mode (Conv2d::forward_folded).
+template <class C, class N>
+concept FoldsNorm =
+    Layer<C> && Layer<N> && std::is_same_v<typename C::output_shape, typename N::input_shape> &&
+    std::is_same_v<typename N::input_shape, typename N::output_shape> &&
+    requires(C& conv, N& norm, const Activation<typename C::value_type, typename C::input_shape>& x,
+             const Activation<typename C::value_type, typename C::output_shape>* residual,
+             Context<typename C::value_type>& ctx) {
+      { conv.forward_folded(x, norm, residual, true, ctx) }
+          -> std::same_as<const Activation<typename C::value_type, typename C::output_shape>&>;
+    };
 
 /// A part built from the composition's generator when it takes one, else default-built.
 template <class L>
@@ -89,6 +103,17 @@ class Composition {
     } else {
       return IsReLU<layer_t<I>>::value && JoinFusable<layer_t<I - 1>> &&
              std::is_same_v<typename layer_t<I>::input_shape, typename layer_t<I - 1>::output_shape>;
+    }
+  }();
+
+  /// Part I is a convolution and part I+1 a batch norm it can run inside itself in
+  /// inference mode.
+  template <std::size_t I>
+  static constexpr bool folds_norm = [] {
+    if constexpr (I + 1 >= count) {
+      return false;
+    } else {
+      return FoldsNorm<layer_t<I>, layer_t<I + 1>>;
     }
   }();
 
@@ -153,6 +178,19 @@ class Composition {
                                                   Context<T>& ctx)
     requires JoinFusable<layer_t<count - 1>> && (!fused_relu<count - 1>)
   {
+    if constexpr (count >= 2) {
+      if constexpr (folds_norm<count - 2>) {
+        if (ctx.mode == Mode::inference) {
+          auto& norm = std::get<count - 1>(layers_);
+          if constexpr (count == 2) {
+            return std::get<0>(layers_).forward_folded(x, norm, residual, relu, ctx);
+          } else {
+            return std::get<count - 2>(layers_).forward_folded(forward_from<0, count - 2>(x, ctx), norm, residual,
+                                                               relu, ctx);
+          }
+        }
+      }
+    }
     if constexpr (count == 1) {
       return std::get<0>(layers_).forward_join(x, residual, relu, ctx);
     } else {
@@ -194,6 +232,17 @@ class Composition {
   /// Parts [I, End) forward; returns part End-1's output.
   template <std::size_t I, std::size_t End, class X>
   const auto& forward_from(const X& x, Context<T>& ctx) {
+    if constexpr (I + 1 < End && folds_norm<I>) {
+      // In inference mode a convolution runs the batch norm after it (and that norm's ReLU)
+      // in its own output pass.
+      if (ctx.mode == Mode::inference) {
+        constexpr bool relu = fuses_next<I + 1, End>();
+        constexpr std::size_t next = I + (relu ? 3 : 2);
+        const auto& y = std::get<I>(layers_).forward_folded(x, std::get<I + 1>(layers_), nullptr, relu, ctx);
+        if constexpr (next == End) return y;
+        else return forward_from<next, End>(y, ctx);
+      }
+    }
     if constexpr (fuses_next<I, End>()) {
       const auto& y = std::get<I>(layers_).forward_join(x, nullptr, true, ctx);
       if constexpr (I + 2 == End) return y;

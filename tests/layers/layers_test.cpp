@@ -254,6 +254,99 @@ BOOST_AUTO_TEST_CASE(fused_and_unfused_compositions_compute_the_same_function) {
   BOOST_TEST(worst < 1e-12, "fused and unfused differ by " << worst);
 }
 
+// Running statistics and affine parameters away from their initial values, the same for
+// every net built from `seed`: a fold that mixed up scale and shift, or channels, shows.
+template <class Net>
+void randomise_norms(Net& net, std::uint64_t seed) {
+  // visit_state, not state(): a Residual of two Sequentials names both parts' state "0.weight".
+  net.visit_state("", [&](const StateEntry<double>& e) {
+    if (e.counter) return;
+    const auto v = ot::random_values(e.value.size(), seed++);
+    const bool var = e.kind == StateKind::running_var;
+    for (std::size_t i = 0; i < v.size(); ++i) e.value[i] = var ? 0.5 + v[i] * v[i] : v[i];
+  });
+}
+
+template <class A, class B>
+double worst_difference_in_inference(A& folded, B& plain, std::size_t batch, std::uint64_t seed) {
+  randomise_norms(folded, 80);
+  randomise_norms(plain, 80);
+  Context<double> ctx;
+  ctx.mode = Mode::inference;
+  Activation<double, typename A::input_shape> x(batch);
+  const auto v = ot::random_values(x.size(), seed);
+  std::copy(v.begin(), v.end(), x.data());
+  const auto& y1 = folded.forward(x, ctx);
+  const auto& y2 = plain.forward(x, ctx);
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < y1.size(); ++i) {
+    worst = std::max(worst, std::abs(y1.data()[i] - y2.data()[i]));
+    scale = std::max(scale, std::abs(y2.data()[i]));
+  }
+  BOOST_TEST(scale > 0.1);  // the outputs are not all zero
+  return worst;
+}
+
+BOOST_AUTO_TEST_CASE(inference_folds_batch_norms_into_convolutions) {
+  // In inference mode a convolution followed by a batch norm runs both, and the ReLU or the
+  // residual join after them, in one pass (kernels::ConvEpilogue); an Identity between the
+  // convolution and the norm stops that, which gives the reference.
+  using In = Shape<3, 7, 6>;
+  using S = Shape<5, 7, 6>;
+  using D = Shape<5, 4, 3>;
+  {
+    Rng r1(4), r2(4);
+    Sequential<Conv2d<double, In, 5, 3, 1, 1, true>, BatchNorm2d<double, S>, ReLU<double, S>> folded(r1);
+    Sequential<Conv2d<double, In, 5, 3, 1, 1, true>, Identity<double, S>, BatchNorm2d<double, S>, ReLU<double, S>>
+        plain(r2);
+    BOOST_TEST(worst_difference_in_inference(folded, plain, 3, 81) < 1e-12);
+  }
+  {
+    Rng r1(5), r2(5);
+    Sequential<Conv2d<double, In, 5, 3, 2, 1>, BatchNorm2d<double, D>> folded(r1);
+    Sequential<Conv2d<double, In, 5, 3, 2, 1>, Identity<double, D>, BatchNorm2d<double, D>> plain(r2);
+    BOOST_TEST(worst_difference_in_inference(folded, plain, 2, 82) < 1e-12);
+  }
+  {
+    // The join: relu(bn(conv(x)) + bn(conv1x1(x))), both norms folded.
+    using Main = Sequential<Conv2d<double, In, 5, 3, 2, 1>, BatchNorm2d<double, D>, ReLU<double, D>,
+                            Conv2d<double, D, 5, 3, 1, 1>, BatchNorm2d<double, D>>;
+    using MainPlain = Sequential<Conv2d<double, In, 5, 3, 2, 1>, Identity<double, D>, BatchNorm2d<double, D>,
+                                 ReLU<double, D>, Conv2d<double, D, 5, 3, 1, 1>, Identity<double, D>,
+                                 BatchNorm2d<double, D>>;
+    using Short = Sequential<Conv2d<double, In, 5, 1, 2, 0>, BatchNorm2d<double, D>>;
+    using ShortPlain = Sequential<Conv2d<double, In, 5, 1, 2, 0>, Identity<double, D>, BatchNorm2d<double, D>>;
+    Rng r1(6), r2(6);
+    Residual<Main, Short, Join::add_relu> folded(r1);
+    Residual<MainPlain, ShortPlain, Join::add_relu> plain(r2);
+    BOOST_TEST(worst_difference_in_inference(folded, plain, 3, 83) < 1e-12);
+    Residual<Main, Short, Join::add> folded_add(r1);
+    Residual<MainPlain, ShortPlain, Join::add> plain_add(r2);
+    BOOST_TEST(worst_difference_in_inference(folded_add, plain_add, 2, 84) < 1e-12);
+  }
+  {
+    // A BasicBlock against the same block evaluated part by part (no composition, so no fold).
+    using B = BasicBlock<double, Shape<3, 7, 5>, 6, 2>;
+    Rng rng(7);
+    B block(rng);
+    randomise_norms(block, 90);
+    Context<double> ctx;
+    ctx.mode = Mode::inference;
+    Activation<double, Shape<3, 7, 5>> x(2);
+    const auto v = ot::random_values(x.size(), 91);
+    std::copy(v.begin(), v.end(), x.data());
+    const std::vector<double> y(block.forward(x, ctx).span().begin(), block.forward(x, ctx).span().end());
+    auto& m = block.main;
+    auto& s = block.shortcut;
+    const auto& h = m.template get<1>().forward_join(m.template get<0>().forward(x, ctx), nullptr, true, ctx);
+    const auto& shortcut = s.template get<1>().forward(s.template get<0>().forward(x, ctx), ctx);
+    const auto& out = m.template get<4>().forward_join(m.template get<3>().forward(h, ctx), &shortcut, true, ctx);
+    double worst = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::abs(y[i] - out.data()[i]));
+    BOOST_TEST(worst < 1e-12, "BasicBlock folded and part by part differ by " << worst);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(state_names_come_from_the_composition) {
   using S = Shape<2, 4, 4>;
   Rng rng(10);
