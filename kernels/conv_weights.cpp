@@ -16,6 +16,7 @@
 #define HWY_TARGET_INCLUDE "conv_weights.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
+#include <hwy/aligned_allocator.h>
 #include <hwy/cache_control.h>
 
 #include <algorithm>
@@ -42,6 +43,17 @@ constexpr std::size_t kChunkPixels = 256;
 constexpr bool kPrefetchTarget = HWY_TARGET <= HWY_AVX3;
 constexpr std::size_t kAhead = 2;
 
+/// Output gradients of one group over one chunk of rows: pixel i's channels at data + i*stride.
+template <class T>
+struct ChunkGradient {
+  const T* data;
+  std::size_t stride;
+};
+/// Pixel strides of dy from which weights_task copies a chunk's gradient (see there). AVX-512's
+/// wide tile reads 4 lines per pixel, so conflicts set in later: measured on the model-167
+/// Xeon, K = 256 gained 10-14% on AVX2 and nothing on AVX3, K = 512 17-19% and 2-7%.
+constexpr std::size_t kPackGradientBytes = HWY_TARGET <= HWY_AVX3 ? 2048 : 1024;
+
 template <class T>
 struct WeightsJob {
   const Conv2dShape* sh;
@@ -54,8 +66,9 @@ struct WeightsJob {
 /// added to the part's result `part_acc` ([R*S][C][Kp]) or, for the part's first chunk
 /// (`first`), stored there.
 template <class Tile, std::size_t MR, bool kFull, class T>
-HWY_INLINE void weights_tile(const WeightsJob<T>& j, T* part_acc, bool first, std::size_t grp, std::size_t width,
-                             std::size_t rs, std::size_t c0, std::size_t row0, std::size_t row1) {
+HWY_INLINE void weights_tile(const WeightsJob<T>& j, const ChunkGradient<T>& dyc, T* part_acc, bool first,
+                             std::size_t grp, std::size_t width, std::size_t rs, std::size_t c0, std::size_t row0,
+                             std::size_t row1) {
   const typename Tile::D d;
   constexpr std::size_t NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
   const Conv2dShape& sh = *j.sh;
@@ -91,36 +104,37 @@ HWY_INLINE void weights_tile(const WeightsJob<T>& j, T* part_acc, bool first, st
     for (std::size_t row = row0; row < row1; ++row, p = p + 1 == P ? 0 : p + 1, n += p == 0) {
       const T* xr = x_row(n, p);
       if (!xr) continue;
-      const T* dyr = j.dy + (row * Q + q_lo) * sh.k + grp * G;
+      const T* dyr = dyc.data + ((row - row0) * Q + q_lo) * dyc.stride;
       if (prefetch && row + kAhead < row1) {
         if (const T* xa = x_row((row + kAhead) / P, (row + kAhead) % P))
           for (std::size_t q = q_lo; q < q_hi; ++q, xa += sh.stride * sh.c) hwy::Prefetch(xa);
       }
-      tile_pixels<MR, NV, kFull>(d, xr, sh.stride * sh.c, dyr, sh.k, q_hi - q_lo, width, acc);
+      tile_pixels<MR, NV, kFull>(d, xr, sh.stride * sh.c, dyr, dyc.stride, q_hi - q_lo, width, acc);
     }
   }
   for (std::size_t i = 0; i < MR; ++i)
     for (std::size_t v = 0; v < NV; ++v) hn::Store(acc[i * NV + v], d, out + i * j.kp + v * L);
 }
 
+/// Channel tiles narrower than kRows (the last one when C is not a multiple) get their own
+/// instantiation, so no tile reads past its channels.
 template <class Tile, std::size_t MR, class T>
-HWY_INLINE void weights_tile_any(const WeightsJob<T>& j, T* part_acc, bool first, std::size_t grp,
-                                 std::size_t width, std::size_t rs, std::size_t c0, std::size_t row0,
-                                 std::size_t row1) {
+HWY_INLINE void weights_tile_any(const WeightsJob<T>& j, const ChunkGradient<T>& dyc, T* part_acc, bool first,
+                                 std::size_t grp, std::size_t width, std::size_t rs, std::size_t c0,
+                                 std::size_t row0, std::size_t row1) {
   if (width == Tile::kGroup) {
-    weights_tile<Tile, MR, true>(j, part_acc, first, grp, width, rs, c0, row0, row1);
+    weights_tile<Tile, MR, true>(j, dyc, part_acc, first, grp, width, rs, c0, row0, row1);
   } else {
-    weights_tile<Tile, MR, false>(j, part_acc, first, grp, width, rs, c0, row0, row1);
+    weights_tile<Tile, MR, false>(j, dyc, part_acc, first, grp, width, rs, c0, row0, row1);
   }
 }
 
-/// Channel tiles narrower than kRows (the last one when C is not a multiple) get their own
-/// instantiation, so no tile reads past its channels.
 template <class Tile, class T, std::size_t... I>
-HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, T* part_acc, bool first,
-                                  std::size_t grp, std::size_t width, std::size_t rs, std::size_t c0,
-                                  std::size_t row0, std::size_t row1, std::index_sequence<I...>) {
-  ((mr == I + 1 ? weights_tile_any<Tile, I + 1>(j, part_acc, first, grp, width, rs, c0, row0, row1) : void()),
+HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, const ChunkGradient<T>& dyc,
+                                  T* part_acc, bool first, std::size_t grp, std::size_t width, std::size_t rs,
+                                  std::size_t c0, std::size_t row0, std::size_t row1, std::index_sequence<I...>) {
+  ((mr == I + 1 ? weights_tile_any<Tile, I + 1>(j, dyc, part_acc, first, grp, width, rs, c0, row0, row1)
+                : void()),
    ...);
 }
 
@@ -131,13 +145,31 @@ HWY_NOINLINE void weights_task(const WeightsJob<T>& j, T* part_acc, std::size_t 
                                std::size_t rows_end) {
   constexpr std::size_t MR = Tile::kRows, G = Tile::kGroup;
   const Conv2dShape& sh = *j.sh;
-  const std::size_t width = std::min(G, sh.k - grp * G), RS = sh.r * sh.s;
+  const std::size_t width = std::min(G, sh.k - grp * G), RS = sh.r * sh.s, Q = sh.q();
+  // Where a pixel's output-gradient channels lie 1 KB or more apart in y (K >= 256 floats),
+  // the chunk's pixels fall into at most four of L1's 64 sets and evict each other between the
+  // tiles that reuse them, so the chunk's gradient of this group is copied to [pixels][G]
+  // first (zeros past `width`, so every tile takes the full-width loads). Below
+  // kPackGradientBytes the copy costs more than it saves (perf/README.md v12). The products
+  // and their order are the same either way.
+  const bool pack = sh.k * sizeof(T) >= kPackGradientBytes;
+  hwy::AlignedFreeUniquePtr<T[]> packed = pack ? hwy::AllocateAligned<T>(j.rows_per_chunk * Q * G) : nullptr;
   for (std::size_t row0 = rows_begin; row0 < rows_end; row0 += j.rows_per_chunk) {
     const std::size_t row1 = std::min(rows_end, row0 + j.rows_per_chunk);
+    ChunkGradient<T> dyc{j.dy + row0 * Q * sh.k + grp * G, sh.k};
+    if (pack) {
+      for (std::size_t px = 0; px < (row1 - row0) * Q; ++px) {
+        T* dst = packed.get() + px * G;
+        std::copy_n(dyc.data + px * sh.k, width, dst);
+        std::fill(dst + width, dst + G, T(0));
+      }
+      dyc = {packed.get(), G};
+    }
+    const std::size_t tile_width = pack ? G : width;
     for (std::size_t rs = 0; rs < RS; ++rs)
       for (std::size_t c0 = 0; c0 < sh.c; c0 += MR)
-        weights_tile_rows<Tile>(std::min(MR, sh.c - c0), j, part_acc, row0 == rows_begin, grp, width, rs, c0,
-                                row0, row1, std::make_index_sequence<MR>());
+        weights_tile_rows<Tile>(std::min(MR, sh.c - c0), j, dyc, part_acc, row0 == rows_begin, grp, tile_width, rs,
+                                c0, row0, row1, std::make_index_sequence<MR>());
   }
 }
 
