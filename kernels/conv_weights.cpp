@@ -37,9 +37,10 @@ constexpr std::size_t kChunkPixels = 256;
 /// a pixel's stride apart (1-2 KB at layers 3 and 4) and so defeat its hardware prefetcher.
 /// Measured (kernels_bench, alternating pairs, median ms): on Zen 5 AVX3 l2_proj 2.7 -> 2.1,
 /// l3_proj 2.0 -> 1.7, l4_proj 1.6 -> 1.5, l4_down 15.4 -> 14.1; on AVX2 it made l4_down
-/// slower (27-31 -> 32-41), and on the Xeons (model 207) every direct shape 5-15% slower on
-/// AVX3 too (l3_down 23.3 -> 27.3, l4_proj 3.83 -> 4.17). Highway 1.0.3's targets do not tell
-/// Zen 5 from a Xeon, so the choice is made at run time; it changes no arithmetic.
+/// slower (27-31 -> 32-41), and on the Xeons (models 207 and 167) every direct shape 2-15%
+/// slower on AVX3 too (model 207: l3_down 23.3 -> 27.3, l4_proj 3.83 -> 4.17). Highway 1.0.3's
+/// targets do not tell Zen 5 from a Xeon, so the choice is made at run time; it changes no
+/// arithmetic.
 constexpr bool kPrefetchTarget = HWY_TARGET <= HWY_AVX3;
 constexpr std::size_t kAhead = 2;
 
@@ -116,8 +117,6 @@ HWY_INLINE void weights_tile(const WeightsJob<T>& j, const ChunkGradient<T>& dyc
     for (std::size_t v = 0; v < NV; ++v) hn::Store(acc[i * NV + v], d, out + i * j.kp + v * L);
 }
 
-/// Channel tiles narrower than kRows (the last one when C is not a multiple) get their own
-/// instantiation, so no tile reads past its channels.
 template <class Tile, std::size_t MR, class T>
 HWY_INLINE void weights_tile_any(const WeightsJob<T>& j, const ChunkGradient<T>& dyc, T* part_acc, bool first,
                                  std::size_t grp, std::size_t width, std::size_t rs, std::size_t c0,
@@ -129,6 +128,8 @@ HWY_INLINE void weights_tile_any(const WeightsJob<T>& j, const ChunkGradient<T>&
   }
 }
 
+/// Channel tiles narrower than kRows (the last one when C is not a multiple) get their own
+/// instantiation, so no tile reads past its channels.
 template <class Tile, class T, std::size_t... I>
 HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, const ChunkGradient<T>& dyc,
                                   T* part_acc, bool first, std::size_t grp, std::size_t width, std::size_t rs,
