@@ -8,9 +8,10 @@
 //
 // A BatchNorm2d followed by a ReLU of the same shape runs as one pass (the ReLU inside the
 // batch norm's output loop, and its mask inside the batch norm's backward); the ReLU part then
-// holds no output of its own. In inference mode a convolution followed by a batch norm runs
-// both (and that ReLU, or a Residual's join) in the convolution's output pass. A composition whose last part can absorb a residual join
-// (JoinFusable) can too, so Residual fuses a main branch that ends in a batch norm.
+// holds no output of its own. A composition whose last part can absorb a residual join
+// (JoinFusable) can too, so Residual fuses a main branch that ends in a batch norm. In
+// inference mode a convolution followed by a batch norm runs both (and that ReLU, or a
+// Residual's join) in the convolution's output pass (Conv2d::forward_folded).
 module;
 #include <cstddef>
 #include <string>
