@@ -335,7 +335,8 @@ BOOST_AUTO_TEST_CASE(inference_folds_batch_norms_into_convolutions) {
     Activation<double, Shape<3, 7, 5>> x(2);
     const auto v = ot::random_values(x.size(), 91);
     std::copy(v.begin(), v.end(), x.data());
-    const std::vector<double> y(block.forward(x, ctx).span().begin(), block.forward(x, ctx).span().end());
+    const auto& folded = block.forward(x, ctx);
+    const std::vector<double> y(folded.span().begin(), folded.span().end());
     auto& m = block.main;
     auto& s = block.shortcut;
     const auto& h = m.template get<1>().forward_join(m.template get<0>().forward(x, ctx), nullptr, true, ctx);
