@@ -139,6 +139,20 @@ HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, const 
    ...);
 }
 
+/// This thread's buffer for a packed chunk gradient, grown to at least n elements and kept,
+/// so that after the first step no task allocates. A task runs no other task inside it, so one
+/// buffer per thread is enough.
+template <class T>
+T* packed_scratch(std::size_t n) {
+  thread_local hwy::AlignedFreeUniquePtr<T[]> buffer;
+  thread_local std::size_t capacity = 0;
+  if (capacity < n) {
+    buffer = hwy::AllocateAligned<T>(n);
+    capacity = n;
+  }
+  return buffer.get();
+}
+
 /// Output group `grp`, every input channel and tap, over output rows [rows_begin, rows_end)
 /// (at least one), into `part_acc`.
 template <class Tile, class T>
@@ -154,17 +168,17 @@ HWY_NOINLINE void weights_task(const WeightsJob<T>& j, T* part_acc, std::size_t 
   // kPackGradientBytes the copy costs more than it saves (perf/README.md v12). The products
   // and their order are the same either way.
   const bool pack = sh.k * sizeof(T) >= kPackGradientBytes;
-  hwy::AlignedFreeUniquePtr<T[]> packed = pack ? hwy::AllocateAligned<T>(j.rows_per_chunk * Q * G) : nullptr;
+  T* packed = pack ? packed_scratch<T>(j.rows_per_chunk * Q * G) : nullptr;
   for (std::size_t row0 = rows_begin; row0 < rows_end; row0 += j.rows_per_chunk) {
     const std::size_t row1 = std::min(rows_end, row0 + j.rows_per_chunk);
     ChunkGradient<T> dyc{j.dy + row0 * Q * sh.k + grp * G, sh.k};
     if (pack) {
       for (std::size_t px = 0; px < (row1 - row0) * Q; ++px) {
-        T* dst = packed.get() + px * G;
+        T* dst = packed + px * G;
         std::copy_n(dyc.data + px * sh.k, width, dst);
         std::fill(dst + width, dst + G, T(0));
       }
-      dyc = {packed.get(), G};
+      dyc = {packed, G};
     }
     const std::size_t tile_width = pack ? G : width;
     for (std::size_t rs = 0; rs < RS; ++rs)
