@@ -221,6 +221,32 @@ BOOST_AUTO_TEST_CASE(no_bias_and_accumulating_backward_data) {
   }
 }
 
+// A strided backward-data whose dx is 8 MiB or more writes the phases no tap reaches by
+// streaming stores (kernels/conv.cpp): 64 channels (every pixel's vectors aligned) and 72
+// (every other pixel's not, on AVX-512), float and double, on every target. dx starts as NaN.
+template <class T>
+void expect_streamed_backward_data(const ok::Conv2dShape& g, const std::string& where) {
+  const auto w = ot::random_values(g.w_size(), 31), dy = ot::random_values(g.y_size(), 32);
+  const auto wt = ot::cast<T>(w), dyt = ot::cast<T>(dy);
+  BOOST_TEST_REQUIRE(g.x_size() * sizeof(T) >= std::size_t{8} << 20);
+  std::vector<T> dx(g.x_size(), std::numeric_limits<T>::quiet_NaN());
+  auto ws = odyssey::AlignedBuffer<T>::uninitialized(ok::conv2d_workspace_size(g));
+  ok::conv2d_backward_data(g, dyt.data(), wt.data(), dx.data(), ws.data(), false);
+  expect_close(std::vector<double>(dx.begin(), dx.end()), ot::ref::conv_backward_data(ref_of(g), dy, w),
+               sizeof(T) == 4 ? 1e-5 : 1e-12, where);
+}
+
+BOOST_AUTO_TEST_CASE(large_strided_backward_data_streams_its_zeros) {
+  for (const auto& target : ok::available_targets()) {
+    ok::use_target(target);
+    for (const auto& g : {shape(2, 64, 128, 128, 5, 1, 1, 2, 0), shape(2, 72, 122, 122, 5, 1, 1, 2, 0)}) {
+      expect_streamed_backward_data<float>(g, target + " " + name(g) + " f32");
+      expect_streamed_backward_data<double>(g, target + " " + name(g) + " f64");
+    }
+  }
+  ok::use_best_target();
+}
+
 // Gradient checks: loss = sum(R * y) for a fixed random R, so dy = R (a loss of order
 // sqrt(size) keeps the rounding noise of the differences small).
 BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
