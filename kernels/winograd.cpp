@@ -329,6 +329,46 @@ HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::si
   }
 }
 
+/// A call whose transformed weights are read once (winograd_run_whole_size, winograd.h): every
+/// tile's input transform into v [XI][tiles][row], the GEMM of each (xi, group) over all the
+/// tiles into m [groups][XI][tiles][G], then every tile's output transform. `buf` holds both.
+template <std::size_t M, class Tile, class T>
+void winograd_whole(const WinoJob<T>& j, std::size_t tiles, T* buf) {
+  const typename Tile::D d;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  constexpr std::size_t XI = (M + 2) * (M + 2), kChunk = 8;  // tiles per transform item
+  const std::size_t len = j.in.len, row = j.row;
+  T* v = buf;
+  T* m = buf + XI * tiles * row;
+  detail::parallel_items(detail::ceil_div(tiles, kChunk), [&](std::size_t item) {
+    for (std::size_t t = item * kChunk; t < std::min(tiles, item * kChunk + kChunk); ++t)
+      transform_input<M>(d, j.in, t, 0, len, v + t * row, tiles * row);
+  });
+  // Items xi-major, so the loops that take neighbouring items share the xi's rows of v in L2.
+  detail::parallel_items(XI * j.groups, [&](std::size_t item) {
+    const std::size_t xi = item / j.groups, grp = item % j.groups;
+    const T* vx = v + xi * tiles * row;
+    const T* u = j.u + (grp * XI + xi) * len * G;
+    T* out = m + (grp * XI + xi) * tiles * G;
+    for (std::size_t t0 = 0; t0 < tiles; t0 += MR) {
+      const std::size_t nrows = std::min(MR, tiles - t0);
+      const T* rows[MR];
+      for (std::size_t i = 0; i < MR; ++i) rows[i] = vx + (t0 + std::min(i, nrows - 1)) * row;
+      hn::Vec<decltype(d)> acc[MR * NV];
+      for (auto& a : acc) a = hn::Zero(d);
+      tile_rows<MR, NV>(d, rows, u, len, acc);
+      for (std::size_t i = 0; i < nrows; ++i)
+        for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + (t0 + i) * G + k * L);
+    }
+  });
+  detail::parallel_items(detail::ceil_div(tiles, kChunk), [&](std::size_t item) {
+    for (std::size_t t = item * kChunk; t < std::min(tiles, item * kChunk + kChunk); ++t)
+      for (std::size_t grp = 0; grp < j.groups; ++grp)
+        transform_output<M, Tile>(j, t, m + grp * XI * tiles * G + t * G, tiles * G, grp,
+                                  std::min(G, j.outs - grp * G));
+  });
+}
+
 /// r = G g for one line g of 3 kernel values: 4 values for F(2x2, 3x3), 6 for F(4x4, 3x3).
 template <std::size_t M, class D, class V = hn::Vec<D>>
 HWY_INLINE void weight_line(D d, V g0, V g1, V g2, V* HWY_RESTRICT r) {
@@ -422,6 +462,7 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
   // layer 4, 128 tiles at batch 128, read its 37 MB of weights 11 times in blocks of 12).
   // How the tiles are cut into blocks never changes a result: each tile's sums run the same.
   const std::size_t tiles = in.grid.tiles(n);
+  if (detail::winograd_run_whole_size(len, outs, tiles, XI)) return winograd_whole<M, Tile>(j, tiles, slots);
   if (j.xi_outer) {
     const std::size_t workers = std::min(detail::kWinogradSlots, detail::arena_threads());
     j.block_tiles = std::min(detail::kWinogradOuterTiles,
@@ -804,17 +845,22 @@ HWY_EXPORT(winograd_backward_weights_f32);
 HWY_EXPORT(winograd_backward_weights_f64);
 
 std::size_t winograd_workspace_size(const Conv2dShape& sh) {
-  auto one = [](std::size_t len, std::size_t outs, std::size_t xi) {
+  // Forward's output tiles cover y, backward-data's dx.
+  auto tiles = [&](std::size_t out_h, std::size_t out_w, std::size_t m) {
+    return sh.n * ceil_div(out_h, m) * ceil_div(out_w, m);
+  };
+  auto one = [&](std::size_t len, std::size_t outs, std::size_t xi, std::size_t t) {
     return round_up(outs, kWinogradMaxGroup) * xi * len + round_up(outs, kWinogradMaxGroup) +
-           winograd_row(len) + kWinogradSlots * winograd_slot_size(len, xi);
+           winograd_row(len) + std::max(kWinogradSlots * winograd_slot_size(len, xi), winograd_run_whole_size(len, outs, t, xi));
   };
   auto weights = [&](std::size_t m) {
     return winograd_weight_parts(sh, m) * winograd_weight_partial_size(sh, m) + winograd_row(std::max(sh.c, sh.k)) +
            std::max(kWinogradSlots * winograd_grad_slot_size(sh.c),
                     winograd_weights_whole(sh, m) ? winograd_whole_size(sh, m) + kWinogradMaxTile : 0);
   };
-  return std::max({one(sh.c, sh.k, 16), one(sh.k, sh.c, 16), one(sh.c, sh.k, 36), one(sh.k, sh.c, 36), weights(2),
-                   weights(4)});
+  return std::max({one(sh.c, sh.k, 16, tiles(sh.p(), sh.q(), 2)), one(sh.k, sh.c, 16, tiles(sh.h, sh.w, 2)),
+                   one(sh.c, sh.k, 36, tiles(sh.p(), sh.q(), 4)), one(sh.k, sh.c, 36, tiles(sh.h, sh.w, 4)),
+                   weights(2), weights(4)});
 }
 
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,

@@ -90,6 +90,22 @@ constexpr bool winograd_weights_whole(const Conv2dShape& sh, std::size_t m) {
   return winograd_weight_parts(sh, m) == 1 && winograd_whole_size(sh, m) <= kWinogradWholeBudget;
 }
 
+/// Forward and backward-data run "whole" where the transformed weights (xi x len x outs)
+/// exceed this many elements (16 MiB of float: ResNet-18's layer 4 with F(4x4, 3x3), 37.7 MB)
+/// and the transforms of every tile fit kWinogradWholeBudget: first every tile's input
+/// transform V [xi][tiles][row], then each (xi, output group)'s GEMM over all the tiles into M
+/// [groups][xi][tiles][G], then the output transforms. The blocks would each stream all of the
+/// weights from memory (layer 4 at batch 128: four blocks, 151 MB); here they are read once,
+/// and the work splits into xi x groups items, not into blocks of which two threads get 3 and
+/// 1 or 2 and 2 of unequal size. Each output's sums are the ones the blocks compute, in the
+/// same order, so the results are the same either way.
+constexpr std::size_t kWinogradWholeRunWeights = 4 * 1024 * 1024;
+constexpr std::size_t winograd_run_whole_size(std::size_t len, std::size_t outs, std::size_t tiles, std::size_t xi) {
+  const std::size_t u = xi * len * round_up(outs, kWinogradMaxGroup);
+  const std::size_t size = xi * tiles * (winograd_row(len) + round_up(outs, kWinogradMaxGroup));
+  return u > kWinogradWholeRunWeights && size <= kWinogradWholeBudget ? size : 0;
+}
+
 /// ConvAlgorithm::automatic's weight gradient takes F(4x4, 3x3) where 4x4 tiles x channels
 /// (min(C, K)) reach this (conv2d_automatic_weight_algorithm): F(4x4, 3x3) saves GEMM work,
 /// which per transformed value grows with the channels, and costs a dU 2.25x larger, which

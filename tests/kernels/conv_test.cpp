@@ -54,6 +54,9 @@ const std::vector<ok::Conv2dShape> kShapes = {
     // Winograd blocks that stream their transformed weights (xi_outer), several per call:
     // 64 channels on AVX-512, 256 (the tall tile) on AVX2 too.
     shape(4, 64, 12, 12, 64, 3, 3, 1, 1), shape(2, 256, 10, 10, 20, 3, 3, 1, 1),
+    // F(4x4, 3x3) with more than 4 Mi transformed weights runs whole (kernels/winograd.h):
+    // forward on the wide tile, backward-data on the tall one, partial register tiles.
+    shape(4, 250, 6, 6, 500, 3, 3, 1, 1),
     // Weight gradients whose reduction is cut into parts summed separately, then in order
     // (kernels/weight_parts.h): 6 parts direct and 3 Winograd; 3 parts for the strided 1x1.
     shape(8, 19, 30, 30, 21, 3, 3, 1, 1), shape(8, 13, 30, 30, 9, 1, 1, 2, 0),
