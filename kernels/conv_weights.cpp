@@ -153,14 +153,14 @@ T* packed_scratch(std::size_t n) {
   return buffer.get();
 }
 
-/// Output group `grp`, every input channel and tap, over output rows [rows_begin, rows_end)
-/// (at least one), into `part_acc`.
+/// Output groups [grp_begin, grp_end), every input channel and tap, over output rows
+/// [rows_begin, rows_end) (at least one), into `part_acc`.
 template <class Tile, class T>
-HWY_NOINLINE void weights_task(const WeightsJob<T>& j, T* part_acc, std::size_t grp, std::size_t rows_begin,
-                               std::size_t rows_end) {
+HWY_NOINLINE void weights_task(const WeightsJob<T>& j, T* part_acc, std::size_t grp_begin, std::size_t grp_end,
+                               std::size_t rows_begin, std::size_t rows_end) {
   constexpr std::size_t MR = Tile::kRows, G = Tile::kGroup;
   const Conv2dShape& sh = *j.sh;
-  const std::size_t width = std::min(G, sh.k - grp * G), RS = sh.r * sh.s, Q = sh.q();
+  const std::size_t RS = sh.r * sh.s, Q = sh.q();
   // Where a pixel's output-gradient channels lie 1 KB or more apart in y (K >= 256 floats),
   // the chunk's pixels fall into at most four of L1's 64 sets and evict each other between the
   // tiles that reuse them, so the chunk's gradient of this group is copied to [pixels][G]
@@ -169,22 +169,27 @@ HWY_NOINLINE void weights_task(const WeightsJob<T>& j, T* part_acc, std::size_t 
   // and their order are the same either way.
   const bool pack = sh.k * sizeof(T) >= kPackGradientBytes;
   T* packed = pack ? packed_scratch<T>(j.rows_per_chunk * Q * G) : nullptr;
+  // The groups take turns within each chunk, so the chunk's x, read by every group, is still
+  // in L2 when the next group reads it.
   for (std::size_t row0 = rows_begin; row0 < rows_end; row0 += j.rows_per_chunk) {
     const std::size_t row1 = std::min(rows_end, row0 + j.rows_per_chunk);
-    ChunkGradient<T> dyc{j.dy + row0 * Q * sh.k + grp * G, sh.k};
-    if (pack) {
-      for (std::size_t px = 0; px < (row1 - row0) * Q; ++px) {
-        T* dst = packed + px * G;
-        std::copy_n(dyc.data + px * sh.k, width, dst);
-        std::fill(dst + width, dst + G, T(0));
+    for (std::size_t grp = grp_begin; grp < grp_end; ++grp) {
+      const std::size_t width = std::min(G, sh.k - grp * G);
+      ChunkGradient<T> dyc{j.dy + row0 * Q * sh.k + grp * G, sh.k};
+      if (pack) {
+        for (std::size_t px = 0; px < (row1 - row0) * Q; ++px) {
+          T* dst = packed + px * G;
+          std::copy_n(dyc.data + px * sh.k, width, dst);
+          std::fill(dst + width, dst + G, T(0));
+        }
+        dyc = {packed, G};
       }
-      dyc = {packed, G};
+      const std::size_t tile_width = pack ? G : width;
+      for (std::size_t rs = 0; rs < RS; ++rs)
+        for (std::size_t c0 = 0; c0 < sh.c; c0 += MR)
+          weights_tile_rows<Tile>(std::min(MR, sh.c - c0), j, dyc, part_acc, row0 == rows_begin, grp, tile_width,
+                                  rs, c0, row0, row1, std::make_index_sequence<MR>());
     }
-    const std::size_t tile_width = pack ? G : width;
-    for (std::size_t rs = 0; rs < RS; ++rs)
-      for (std::size_t c0 = 0; c0 < sh.c; c0 += MR)
-        weights_tile_rows<Tile>(std::min(MR, sh.c - c0), j, dyc, part_acc, row0 == rows_begin, grp, tile_width, rs,
-                                c0, row0, row1, std::make_index_sequence<MR>());
   }
 }
 
@@ -195,10 +200,15 @@ void conv_backward_weights(const Conv2dShape& sh, const T* x, const T* dy, T* dw
   const std::size_t rows = sh.n * sh.p(), parts = detail::conv_weight_parts(sh);
   const std::size_t stride = detail::conv_weight_partial_size(sh);  // between the parts' results
   const WeightsJob<T> job{&sh, x, dy, kp, std::max<std::size_t>(1, kChunkPixels / sh.q())};
-  detail::parallel_items(groups * parts, [&](std::size_t item) {
-    const std::size_t grp = item % groups, part = item / groups;
-    weights_task<Tile>(job, ws + part * stride, grp, detail::part_begin(rows, part, parts),
-                       detail::part_begin(rows, part + 1, parts));
+  // A task owns 64 output channels on every target (weight_parts counts tasks that way): one
+  // register group on AVX-512, four on AVX2, which then share each chunk's x. With a task per
+  // 16-channel group AVX2 streamed x from memory K/16 times (perf/README.md v13).
+  constexpr std::size_t kTaskGroups = G >= 64 ? 1 : 64 / G;
+  const std::size_t task_groups = detail::ceil_div(groups, kTaskGroups);
+  detail::parallel_items(task_groups * parts, [&](std::size_t item) {
+    const std::size_t tg = item % task_groups, part = item / task_groups;
+    weights_task<Tile>(job, ws + part * stride, tg * kTaskGroups, std::min(groups, (tg + 1) * kTaskGroups),
+                       detail::part_begin(rows, part, parts), detail::part_begin(rows, part + 1, parts));
   });
   // The parts' results ([R*S][C][Kp] each) added in part order, then dw (PyTorch's
   // [K][C][R][S]) += their sum.
