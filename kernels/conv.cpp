@@ -37,7 +37,7 @@ constexpr std::size_t kSlabBytes = 1024 << 10;  // packed weights per channel ch
 /// A dx of at least this many bytes gets the zeros of the phases no tap reaches (three of four
 /// for a 1x1 stride-2 kernel) by streaming stores, which skip the read-for-ownership of every
 /// line a plain store pays: non-accumulating backward-data at batch 128, l2_proj 6.65 -> 4.31
-/// ms, l3_proj 4.22 -> 3.16, l4_proj 3.39 -> 2.87 (Zen 4, AVX3; perf/README.md v13). A smaller
+/// ms, l3_proj 4.22 -> 3.16, l4_proj 3.39 -> 2.87 (Zen 4, AVX3; perf/README.md v13a). A smaller
 /// dx is likely still in cache when the next layer reads it, so it keeps the plain stores.
 constexpr std::size_t kStreamZerosBytes = 8 << 20;
 

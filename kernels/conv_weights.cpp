@@ -202,7 +202,7 @@ void conv_backward_weights(const Conv2dShape& sh, const T* x, const T* dy, T* dw
   const WeightsJob<T> job{&sh, x, dy, kp, std::max<std::size_t>(1, kChunkPixels / sh.q())};
   // A task owns 64 output channels on every target (weight_parts counts tasks that way): one
   // register group on AVX-512, four on AVX2, which then share each chunk's x. With a task per
-  // 16-channel group AVX2 streamed x from memory K/16 times (perf/README.md v13).
+  // 16-channel group AVX2 streamed x from memory K/16 times (perf/README.md v13c).
   constexpr std::size_t kTaskGroups = G >= 64 ? 1 : 64 / G;
   const std::size_t task_groups = detail::ceil_div(groups, kTaskGroups);
   detail::parallel_items(task_groups * parts, [&](std::size_t item) {
