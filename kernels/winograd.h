@@ -91,7 +91,7 @@ constexpr bool winograd_weights_whole(const Conv2dShape& sh, std::size_t m) {
 }
 
 /// Forward and backward-data run "whole" where the transformed weights (xi x len x outs)
-/// exceed this many elements (16 MiB of float: ResNet-18's layer 4 with F(4x4, 3x3), 37.7 MB)
+/// exceed this many elements (16 MiB of float; ResNet-18's layer 4 with F(4x4, 3x3) has 37.7 MB)
 /// and the transforms of every tile fit kWinogradWholeBudget: first every tile's input
 /// transform V [xi][tiles][row], then each (xi, output group)'s GEMM over all the tiles into M
 /// [groups][xi][tiles][G], then the output transforms. The blocks would each stream all of the
