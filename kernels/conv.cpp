@@ -356,6 +356,20 @@ void check(const Conv2dShape& sh) {
                                 ", stride " + std::to_string(sh.stride) + ", pad " +
                                 std::to_string(sh.pad) + "); kernels up to 64 taps");
 }
+
+// ConvAlgorithm::automatic for a stride-2 forward pass: the stride-2 form (winograd4) where
+// both channel counts reach 16, its 81 products per 4x4 tile are at most 0.75x the direct
+// convolution's 9 per output (0.5625x where the tiles fit exactly, 0.73x at 14x14 and
+// 7x7), and the call has at least 128 tiles to amortise its transformed weights (36 per
+// channel pair, 4x the kernel, written and read once per call); the direct convolution
+// elsewhere. The shape alone decides.
+ConvAlgorithm automatic_stride2(const Conv2dShape& sh) {
+  if (!detail::winograd_forward_applies(sh) || sh.c < 16 || sh.k < 16 || sh.p() < 2 || sh.q() < 2)
+    return ConvAlgorithm::direct;
+  const std::size_t t4 = detail::ceil_div(sh.p(), 4) * detail::ceil_div(sh.q(), 4);
+  if (81 * t4 * 100 <= 75 * 9 * sh.p() * sh.q() && sh.n * t4 >= 128) return ConvAlgorithm::winograd4;
+  return ConvAlgorithm::direct;
+}
 }  // namespace
 
 std::size_t conv2d_workspace_size(const Conv2dShape& sh) {
@@ -366,13 +380,15 @@ std::size_t conv2d_workspace_size(const Conv2dShape& sh) {
                           detail::round_up(sh.k, kMaxGroup);
   const std::size_t bwd_data = detail::round_up(sh.c, kMaxGroup) * RS * sh.k + sh.k;
   const std::size_t bwd_weights = detail::conv_weight_parts(sh) * detail::conv_weight_partial_size(sh);
-  const std::size_t winograd = detail::winograd_applies(sh) ? detail::winograd_workspace_size(sh) : 0;
+  const std::size_t winograd = detail::winograd_forward_applies(sh) ? detail::winograd_workspace_size(sh) : 0;
   return std::max({fwd, bwd_data, bwd_weights, winograd}) + 16;
 }
 
 bool conv2d_winograd_applies(const Conv2dShape& sh) { return detail::winograd_applies(sh); }
+bool conv2d_winograd_forward_applies(const Conv2dShape& sh) { return detail::winograd_forward_applies(sh); }
 
 ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
+  if (sh.stride == 2) return automatic_stride2(sh);
   // A 1-pixel-wide output would fill half of every 2x2 tile or less: 16 multiplies per
   // tile for at most 2 outputs, where the direct convolution spends 9 per output. The
   // choice depends on the shape only, never on the machine's thread count, so the same
@@ -392,8 +408,12 @@ ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
   return ConvAlgorithm::winograd;
 }
 
+ConvAlgorithm conv2d_automatic_data_algorithm(const Conv2dShape& sh) {
+  return detail::winograd_applies(sh) ? conv2d_automatic_algorithm(sh) : ConvAlgorithm::direct;
+}
+
 ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
-  const ConvAlgorithm a = conv2d_automatic_algorithm(sh);
+  const ConvAlgorithm a = conv2d_automatic_data_algorithm(sh);
   if (a == ConvAlgorithm::direct) return a;
   // F(4x4, 3x3) where its tiles fit the output as for the other passes and the reduction
   // over tiles is long beside the transformed gradient it sums into ([36][C][K], 2.25x
@@ -406,22 +426,30 @@ ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
 }
 
 namespace {
-std::size_t winograd_tile_of(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+std::size_t winograd_tile_of(const Conv2dShape& sh, ConvAlgorithm algorithm, bool forward) {
   if (algorithm == ConvAlgorithm::direct) return 0;
-  if (!detail::winograd_applies(sh))
-    throw std::invalid_argument("conv2d: the Winograd algorithm needs a 3x3 kernel, stride 1 and "
-                                "padding <= 2 (got " + std::to_string(sh.r) + "x" +
-                                std::to_string(sh.s) + ", stride " + std::to_string(sh.stride) +
-                                ", pad " + std::to_string(sh.pad) + ")");
+  if (!(forward ? detail::winograd_forward_applies(sh) : detail::winograd_applies(sh)))
+    throw std::invalid_argument(std::string("conv2d: the Winograd algorithm needs a 3x3 kernel, stride 1 ") +
+                                (forward ? "(or 2, with winograd4)" : "(the backward passes)") +
+                                " and padding <= 2 (got " + std::to_string(sh.r) + "x" + std::to_string(sh.s) +
+                                ", stride " + std::to_string(sh.stride) + ", pad " + std::to_string(sh.pad) + ")");
+  if (sh.stride == 2 && algorithm != ConvAlgorithm::winograd4)
+    throw std::invalid_argument("conv2d: a stride-2 forward pass runs Winograd with 4x4 output tiles only "
+                                "(ConvAlgorithm::winograd4)");
   return algorithm == ConvAlgorithm::winograd4 ? 4 : 2;
 }
 }  // namespace
 
 std::size_t detail::winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_algorithm(sh) : algorithm);
+  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_algorithm(sh) : algorithm, true);
+}
+std::size_t detail::winograd_data_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_data_algorithm(sh) : algorithm,
+                          false);
 }
 std::size_t detail::winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_weight_algorithm(sh) : algorithm);
+  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_weight_algorithm(sh) : algorithm,
+                          false);
 }
 
 void conv2d_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
@@ -445,14 +473,14 @@ void conv2d_forward(const Conv2dShape& sh, const double* x, const double* w, con
 void conv2d_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
                           float* ws, bool accumulate, ConvAlgorithm algorithm) {
   check(sh);
-  if (const std::size_t m = detail::winograd_tile(sh, algorithm))
+  if (const std::size_t m = detail::winograd_data_tile(sh, algorithm))
     return detail::winograd_backward_data(sh, m, dy, w, dx, ws, accumulate);
   HWY_DYNAMIC_DISPATCH(conv_backward_data_f32)(sh, dy, w, dx, ws, accumulate);
 }
 void conv2d_backward_data(const Conv2dShape& sh, const double* dy, const double* w, double* dx,
                           double* ws, bool accumulate, ConvAlgorithm algorithm) {
   check(sh);
-  if (const std::size_t m = detail::winograd_tile(sh, algorithm))
+  if (const std::size_t m = detail::winograd_data_tile(sh, algorithm))
     return detail::winograd_backward_data(sh, m, dy, w, dx, ws, accumulate);
   HWY_DYNAMIC_DISPATCH(conv_backward_data_f64)(sh, dy, w, dx, ws, accumulate);
 }

@@ -26,6 +26,27 @@
 // Its larger coefficients cost precision: the float error against double is 10-20x
 // F(2x2, 3x3)'s and 4-7x the direct convolution's (tests/kernels/conv_test.cpp, DESIGN.md).
 //
+// A stride-2 3x3 forward pass with 4x4 output tiles splits each tile's 9x9 input patch d by
+// the parity of its rows and columns (E: patch rows/columns 0, 2, .., 8; O: 1, 3, 5, 7). The
+// taps of the kernel's even rows (0, 2) meet only E rows, two adjacent ones, so along that
+// axis they are a 2-tap stride-1 correlation of 5 values, F(4, 2) below; the middle row meets
+// only O rows, one each (no transform). Likewise for the columns, so a tile is the sum of
+//   EE: F(4x4, 2x2) of d[E][E] with g[{0,2}][{0,2}]   25 products
+//   EO: F(4, 2) down the columns of d[E][O] with g[{0,2}][1]   5 x 4 products
+//   OE: F(4, 2) along the rows of d[O][E] with g[1][{0,2}]     4 x 5 products
+//   OO: d[O][O] times g[1][1]                                  16 products
+// 81 products per tile (xi), 5.06 multiplies per output against the direct convolution's 9,
+// from 36 distinct transformed weights (U rows) per channel pair. F(4, 2), points 0, 1, -1, 2:
+//   B^T = | 2 -1 -2  1  0 |   G = | 1/2    0  |   A^T = | 1  1  1  1  0 |
+//         | 0  2  1 -1  0 |       | 1/2   1/2 |         | 0  1 -1  2  0 |
+//         | 0 -2  3 -1  0 |       | 1/6  -1/6 |         | 0  1  1  4  0 |
+//         | 0 -1  0  1  0 |       | 1/6   1/3 |         | 0  1 -1  8  1 |
+//         | 0  2 -1 -2  1 |       |  0     1  |
+// (interpolation points 0, 1, -1, 2 and infinity; B^T's rows scaled to integers, G's by the
+// inverse). Y = A^T (M_EE A + M_EO) + M_OE A + M_OO. Forward only: backward-data of a
+// stride-2 convolution scatters each dy pixel into a 3x3 window of dx, a different shape
+// of problem, and stays direct.
+//
 // Backward-data of a stride-1 3x3 convolution is itself one: dx = conv(dy, w') with padding
 // 2 - pad and w'[c][k][r][s] = w[k][c][2-r][2-s], so both passes run the code below.
 //
@@ -101,8 +122,29 @@ struct Patches {
   Grid grid;      // the output tiles
 };
 
+// The forms, by output tile M and stride S: F(2x2, 3x3) (2, 1), F(4x4, 3x3) (4, 1) and the
+// stride-2 form (4, 2). Per form: source pixels per side of a tile's patch, products per tile
+// and channel pair (xi), and distinct transformed weights per channel pair (U rows).
+template <std::size_t M, std::size_t S>
+inline constexpr std::size_t kSide = S == 1 ? M + 2 : 2 * M + 1;
+template <std::size_t M, std::size_t S>
+inline constexpr std::size_t kXi = S == 1 ? (M + 2) * (M + 2) : 81;
+template <std::size_t M, std::size_t S>
+inline constexpr std::size_t kURows = S == 1 ? kXi<M, S> : 36;
+/// The U row product xi multiplies: itself, or for the stride-2 form EE xi -> xi, EO (e, j)
+/// -> 25 + e, OE (i, f) -> 30 + f, OO -> 35 (the layout of transform_input).
+template <std::size_t M, std::size_t S>
+constexpr std::size_t u_row(std::size_t xi) {
+  static_assert(S == 1 || M == 4);
+  if constexpr (S == 1) {
+    return xi;
+  } else {
+    return xi < 25 ? xi : xi < 45 ? 25 + (xi - 25) / 4 : xi < 65 ? 30 + (xi - 45) % 5 : 35;
+  }
+}
+
 /// One Winograd convolution: the patches of `in` -> `out` [n][grid.out_h][grid.out_w][outs],
-/// out_h = h + 2*pad - 2 (likewise for the width).
+/// out_h = (h + 2*pad - 3) / stride + 1 (likewise for the width).
 template <class T>
 struct WinoJob {
   Patches<T> in;
@@ -116,13 +158,14 @@ struct WinoJob {
   const ConvEpilogue<T>* ep = nullptr;  // forward only
 };
 
-/// Pointers to the (M+2)^2 source pixels of `tile`'s patch (`zero` outside the image),
+/// Pointers to the kSide^2 source pixels of `tile`'s patch (`zero` outside the image),
 /// offset to channel c_begin, row-major.
-template <std::size_t M, class T>
+template <std::size_t M, std::size_t S, class T>
 HWY_INLINE void patch_pixels(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, const T** p) {
-  constexpr std::size_t A = M + 2;
+  constexpr std::size_t A = kSide<M, S>;
   const Grid::Tile at = pt.grid.at(tile);
-  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(at.oh) - pt.pad, v0 = static_cast<std::ptrdiff_t>(at.ow) - pt.pad;
+  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(S * at.oh) - pt.pad;
+  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(S * at.ow) - pt.pad;
   const T* image = pt.src + at.n * pt.h * pt.w * pt.len + c_begin;
   for (std::size_t a = 0; a < A; ++a)
     for (std::size_t b = 0; b < A; ++b) {
@@ -164,19 +207,83 @@ HWY_INLINE void output_line_6(D d, const V* HWY_RESTRICT m, V* HWY_RESTRICT o) {
   o[3] = hn::Add(hn::MulAdd(eight, d34, d12), m[5]);
 }
 
+/// r = B^T x for one line x of 5 values of the stride-2 form (F(4, 2)).
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void input_line_5(D d, const V* HWY_RESTRICT x, V* HWY_RESTRICT r) {
+  using T = hn::TFromD<D>;
+  const V two = hn::Set(d, T(2)), three = hn::Set(d, T(3));
+  const V s31 = hn::Sub(x[3], x[1]);
+  r[0] = hn::MulAdd(two, hn::Sub(x[0], x[2]), s31);
+  r[1] = hn::MulAdd(two, x[1], hn::Sub(x[2], x[3]));
+  r[2] = hn::MulSub(three, x[2], hn::MulAdd(two, x[1], x[3]));
+  r[3] = s31;
+  r[4] = hn::NegMulAdd(two, s31, hn::Sub(x[4], x[2]));
+}
+
+/// o = A^T m for one line m of 5 values of a stride-2 form product (F(4, 2)).
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void output_line_5(D d, const V* HWY_RESTRICT m, V* HWY_RESTRICT o) {
+  using T = hn::TFromD<D>;
+  const V two = hn::Set(d, T(2)), four = hn::Set(d, T(4)), eight = hn::Set(d, T(8));
+  const V s12 = hn::Add(m[1], m[2]), d12 = hn::Sub(m[1], m[2]);
+  o[0] = hn::Add(hn::Add(m[0], s12), m[3]);
+  o[1] = hn::MulAdd(two, m[3], d12);
+  o[2] = hn::MulAdd(four, m[3], s12);
+  o[3] = hn::Add(hn::MulAdd(eight, m[3], d12), m[4]);
+}
+
 /// v[xi * xi_stride + c'] = (B^T d B)[xi] for channels c_begin + c', c' in [0, count), of the
-/// input patch d of `tile` (zero outside the image). Writes whole vectors: the row behind v
-/// must have room for count rounded up to the vector length.
-template <std::size_t M, class D, class T>
+/// input patch d of `tile` (zero outside the image); for the stride-2 form xi runs over EE
+/// (B^T d[E][E] B)[e][f] at e * 5 + f, then EO (B^T d[E][O])[e][j] at 25 + e * 4 + j, OE
+/// (d[O][E] B)[i][f] at 45 + i * 5 + f, OO d[O][O][i][j] at 65 + i * 4 + j. Writes whole
+/// vectors: the row behind v must have room for count rounded up to the vector length.
+template <std::size_t M, std::size_t S, class D, class T>
 HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std::size_t c_begin,
                                 std::size_t count, T* HWY_RESTRICT v, std::size_t xi_stride) {
-  constexpr std::size_t L = hn::MaxLanes(D()), A = M + 2;
+  constexpr std::size_t L = hn::MaxLanes(D()), A = kSide<M, S>;
   const T* p[A * A];
-  patch_pixels<M>(pt, tile, c_begin, p);
+  patch_pixels<M, S>(pt, tile, c_begin, p);
   for (std::size_t c = 0; c < count; c += L) {
     const std::size_t lanes = std::min(L, count - c);
     auto load = [&](const T* q) { return lanes == L ? hn::LoadU(d, q + c) : load_n(d, q + c, lanes); };
-    if constexpr (M == 2) {
+    auto store = [&](hn::Vec<D> x, std::size_t xi) { hn::Store(x, d, v + xi * xi_stride + c); };
+    if constexpr (S == 2) {
+      hn::Vec<D> t[25];  // B^T d[E][E], column by column (t[e * 5 + f])
+      HWY_UNROLL(9)
+      for (std::size_t b = 0; b < 9; ++b) {  // B^T down every column of the E rows
+        hn::Vec<D> col[5], r[5];
+        HWY_UNROLL(5)
+        for (std::size_t e = 0; e < 5; ++e) col[e] = load(p[2 * e * 9 + b]);
+        input_line_5(d, col, r);
+        HWY_UNROLL(5)
+        for (std::size_t e = 0; e < 5; ++e) {
+          if (b % 2 == 0) {
+            t[e * 5 + b / 2] = r[e];
+          } else {
+            store(r[e], 25 + e * 4 + b / 2);
+          }
+        }
+      }
+      HWY_UNROLL(5)
+      for (std::size_t e = 0; e < 5; ++e) {  // (B^T d[E][E]) B, row by row
+        hn::Vec<D> r[5];
+        input_line_5(d, t + e * 5, r);
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) store(r[f], e * 5 + f);
+      }
+      HWY_UNROLL(4)
+      for (std::size_t i = 0; i < 4; ++i) {  // d[O][E] B and d[O][O], row by row
+        const T* const* row = p + (2 * i + 1) * 9;
+        hn::Vec<D> x[5], r[5];
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) x[f] = load(row[2 * f]);
+        input_line_5(d, x, r);
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) store(r[f], 45 + i * 5 + f);
+        HWY_UNROLL(4)
+        for (std::size_t jj = 0; jj < 4; ++jj) store(load(row[2 * jj + 1]), 65 + i * 4 + jj);
+      }
+    } else if constexpr (M == 2) {
       hn::Vec<D> x[16];
       HWY_UNROLL(16)
       for (std::size_t i = 0; i < 16; ++i) x[i] = load(p[i]);
@@ -222,7 +329,7 @@ HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std
 /// The MxM outputs of `tile` for output channels [grp*G, grp*G + width) from
 /// m[xi * mstride + channel], plus the bias, then the epilogue when there is one; added to
 /// `out` when accumulating.
-template <std::size_t M, class Tile, class T>
+template <std::size_t M, std::size_t S, class Tile, class T>
 HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T* HWY_RESTRICT m,
                                  std::size_t mstride, std::size_t grp, std::size_t width) {
   const typename Tile::D d;
@@ -234,10 +341,38 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
   for (std::size_t v = 0; v * L < width; ++v) {
     const std::size_t count = std::min(L, width - v * L);
     V y[M * M];
-    if constexpr (M == 2) {
+    auto load = [&](std::size_t xi) { return hn::Load(d, m + xi * mstride + v * L); };
+    if constexpr (S == 2) {
+      V p[20];  // M_EE A + M_EO, row by row (p[e * 4 + j])
+      HWY_UNROLL(5)
+      for (std::size_t e = 0; e < 5; ++e) {
+        V row[5];
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) row[f] = load(e * 5 + f);
+        output_line_5(d, row, p + e * 4);
+        HWY_UNROLL(4)
+        for (std::size_t jj = 0; jj < 4; ++jj) p[e * 4 + jj] = hn::Add(p[e * 4 + jj], load(25 + e * 4 + jj));
+      }
+      HWY_UNROLL(4)
+      for (std::size_t jj = 0; jj < 4; ++jj) {  // A^T (M_EE A + M_EO), column by column
+        V col[5] = {p[jj], p[4 + jj], p[8 + jj], p[12 + jj], p[16 + jj]}, o[4];
+        output_line_5(d, col, o);
+        HWY_UNROLL(4)
+        for (std::size_t i = 0; i < 4; ++i) y[i * 4 + jj] = o[i];
+      }
+      HWY_UNROLL(4)
+      for (std::size_t i = 0; i < 4; ++i) {  // + M_OE A + M_OO, row by row
+        V row[5], o[4];
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) row[f] = load(45 + i * 5 + f);
+        output_line_5(d, row, o);
+        HWY_UNROLL(4)
+        for (std::size_t jj = 0; jj < 4; ++jj) y[i * 4 + jj] = hn::Add(y[i * 4 + jj], hn::Add(o[jj], load(65 + i * 4 + jj)));
+      }
+    } else if constexpr (M == 2) {
       V x[16];
       HWY_UNROLL(16)
-      for (std::size_t i = 0; i < 16; ++i) x[i] = hn::Load(d, m + i * mstride + v * L);
+      for (std::size_t i = 0; i < 16; ++i) x[i] = load(i);
       V a[8];  // A^T M: two rows of four
       HWY_UNROLL(4)
       for (std::size_t b = 0; b < 4; ++b) {
@@ -256,7 +391,7 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
       for (std::size_t b = 0; b < 6; ++b) {
         V col[6], o[4];
         HWY_UNROLL(6)
-        for (std::size_t i = 0; i < 6; ++i) col[i] = hn::Load(d, m + (i * 6 + b) * mstride + v * L);
+        for (std::size_t i = 0; i < 6; ++i) col[i] = load(i * 6 + b);
         output_line_6(d, col, o);
         HWY_UNROLL(4)
         for (std::size_t r = 0; r < 4; ++r) a[r * 6 + b] = o[r];
@@ -289,22 +424,22 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
   }
 }
 
-template <std::size_t M, class Tile, class T>
+template <std::size_t M, std::size_t S, class Tile, class T>
 HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::size_t ntiles, T* slot) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
-  constexpr std::size_t XI = (M + 2) * (M + 2);
+  constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>;
   T* v = slot;                               // [block_tiles][XI][row]
   T* m = slot + j.block_tiles * XI * j.row;  // see below
   const std::size_t len = j.in.len;
-  for (std::size_t t = 0; t < ntiles; ++t) transform_input<M>(d, j.in, tile0 + t, 0, len, v + t * XI * j.row, j.row);
+  for (std::size_t t = 0; t < ntiles; ++t) transform_input<M, S>(d, j.in, tile0 + t, 0, len, v + t * XI * j.row, j.row);
   auto gemm = [&](std::size_t grp, std::size_t xi, std::size_t t0, T* out, std::size_t out_stride) {
     const std::size_t nrows = std::min(MR, ntiles - t0);
     const T* rows[MR];
     for (std::size_t i = 0; i < MR; ++i) rows[i] = v + ((t0 + std::min(i, nrows - 1)) * XI + xi) * j.row;
     hn::Vec<decltype(d)> acc[MR * NV];
     for (auto& a : acc) a = hn::Zero(d);
-    tile_rows<MR, NV>(d, rows, j.u + (grp * XI + xi) * len * G, len, acc);
+    tile_rows<MR, NV>(d, rows, j.u + (grp * XU + u_row<M, S>(xi)) * len * G, len, acc);
     for (std::size_t i = 0; i < MR; ++i)
       for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * out_stride + k * L);
   };
@@ -316,14 +451,14 @@ HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::si
       for (std::size_t xi = 0; xi < XI; ++xi)
         for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) gemm(grp, xi, t0, m + (xi * j.block_tiles + t0) * G, G);
       for (std::size_t t = 0; t < ntiles; ++t)
-        transform_output<M, Tile>(j, tile0 + t, m + t * G, j.block_tiles * G, grp, width);
+        transform_output<M, S, Tile>(j, tile0 + t, m + t * G, j.block_tiles * G, grp, width);
     } else {
       // One register tile at a time through all xi (the group's weights stay in L2); the
       // products wait in m [XI][MR][G], in L1 (F(2x2, 3x3)) or L2.
       for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) {
         for (std::size_t xi = 0; xi < XI; ++xi) gemm(grp, xi, t0, m + xi * MR * G, G);
         for (std::size_t i = 0; i < std::min(MR, ntiles - t0); ++i)
-          transform_output<M, Tile>(j, tile0 + t0 + i, m + i * G, MR * G, grp, width);
+          transform_output<M, S, Tile>(j, tile0 + t0 + i, m + i * G, MR * G, grp, width);
       }
     }
   }
@@ -332,23 +467,23 @@ HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::si
 /// A call whose transformed weights are read once (winograd_run_whole_size, winograd.h): every
 /// tile's input transform into v [XI][tiles][row], the GEMM of each (xi, group) over all the
 /// tiles into m [groups][XI][tiles][G], then every tile's output transform. `buf` holds both.
-template <std::size_t M, class Tile, class T>
+template <std::size_t M, std::size_t S, class Tile, class T>
 void winograd_whole(const WinoJob<T>& j, std::size_t tiles, T* buf) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
-  constexpr std::size_t XI = (M + 2) * (M + 2), kChunk = 8;  // tiles per transform item
+  constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>, kChunk = 8;  // tiles per transform item
   const std::size_t len = j.in.len, row = j.row;
   T* v = buf;
   T* m = buf + XI * tiles * row;
   detail::parallel_items(detail::ceil_div(tiles, kChunk), [&](std::size_t item) {
     for (std::size_t t = item * kChunk; t < std::min(tiles, item * kChunk + kChunk); ++t)
-      transform_input<M>(d, j.in, t, 0, len, v + t * row, tiles * row);
+      transform_input<M, S>(d, j.in, t, 0, len, v + t * row, tiles * row);
   });
   // Items xi-major, so the loops that take neighbouring items share the xi's rows of v in L2.
   detail::parallel_items(XI * j.groups, [&](std::size_t item) {
     const std::size_t xi = item / j.groups, grp = item % j.groups;
     const T* vx = v + xi * tiles * row;
-    const T* u = j.u + (grp * XI + xi) * len * G;
+    const T* u = j.u + (grp * XU + u_row<M, S>(xi)) * len * G;
     T* out = m + (grp * XI + xi) * tiles * G;
     for (std::size_t t0 = 0; t0 < tiles; t0 += MR) {
       const std::size_t nrows = std::min(MR, tiles - t0);
@@ -364,7 +499,7 @@ void winograd_whole(const WinoJob<T>& j, std::size_t tiles, T* buf) {
   detail::parallel_items(detail::ceil_div(tiles, kChunk), [&](std::size_t item) {
     for (std::size_t t = item * kChunk; t < std::min(tiles, item * kChunk + kChunk); ++t)
       for (std::size_t grp = 0; grp < j.groups; ++grp)
-        transform_output<M, Tile>(j, t, m + grp * XI * tiles * G + t * G, tiles * G, grp,
+        transform_output<M, S, Tile>(j, t, m + grp * XI * tiles * G + t * G, tiles * G, grp,
                                   std::min(G, j.outs - grp * G));
   });
 }
@@ -394,22 +529,35 @@ HWY_INLINE void weight_line(D d, V g0, V g1, V g2, V* HWY_RESTRICT r) {
   }
 }
 
+/// r = G g for one line (g0, g1) of 2 kernel values of the stride-2 form (F(4, 2)): 5 values.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void weight_line_5(D d, V g0, V g1, V* HWY_RESTRICT r) {
+  using T = hn::TFromD<D>;
+  const V half = hn::Set(d, T(0.5)), sixth = hn::Set(d, T(1) / T(6)), two = hn::Set(d, T(2));
+  r[0] = hn::Mul(half, g0);
+  r[1] = hn::Mul(half, hn::Add(g0, g1));
+  r[2] = hn::Mul(sixth, hn::Sub(g0, g1));
+  r[3] = hn::Mul(sixth, hn::MulAdd(two, g1, g0));
+  r[4] = g1;
+}
+
 /// u[grp][xi][c][jj] = (G g G^T)[xi] for g = the 3x3 kernel from source channel c to output
-/// channel grp*G + jj (zero past `outs`); `at(o, c, r, s)` reads the untransformed weight
+/// channel grp*G + jj (zero past `outs`); for the stride-2 form the 36 U rows of u_row: G
+/// g[{0,2}][{0,2}] G^T, G g[{0,2}][1], G g[1][{0,2}] and g[1][1]. `at(o, c, r, s)` reads the untransformed weight
 /// (the nine of one o and c lie together in memory, the G output channels of a group far
 /// apart). Per call, so it must be cheap beside the GEMMs even at batch 1 (layer 4 has
 /// 262,144 kernels): the G kernels of a group and channel are gathered into g [9][G] and
 /// transformed as vectors of output channels.
-template <std::size_t M, class Tile, class T, class At>
+template <std::size_t M, std::size_t S, class Tile, class T, class At>
 void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
   const typename Tile::D d;
   using V = hn::Vec<decltype(d)>;
-  constexpr std::size_t G = Tile::kGroup, L = Tile::kLanes, kBlock = 16, A = M + 2, XI = A * A;
+  constexpr std::size_t G = Tile::kGroup, L = Tile::kLanes, kBlock = 16, A = M + 2, XU = kURows<M, S>;
   const std::size_t blocks = detail::ceil_div(len, kBlock);
   detail::parallel_items(detail::ceil_div(outs, G) * blocks, [&](std::size_t item) {
     const std::size_t grp = item / blocks, c_begin = (item % blocks) * kBlock;
     const std::size_t c_end = std::min(len, c_begin + kBlock);
-    T* dst = u + grp * XI * len * G;
+    T* dst = u + grp * XU * len * G;
     HWY_ALIGN T g[9 * G];
     for (std::size_t c = c_begin; c < c_end; ++c) {
       for (std::size_t jj = 0; jj < G; ++jj) {
@@ -417,6 +565,25 @@ void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
         for (std::size_t t = 0; t < 9; ++t) g[t * G + jj] = o < outs ? at(o, c, t / 3, t % 3) : T(0);
       }
       for (std::size_t v = 0; v < G; v += L) {
+        auto store = [&](V r, std::size_t row) { hn::Store(r, d, dst + (row * len + c) * G + v); };
+        if constexpr (S == 2) {
+          auto tap = [&](std::size_t t) { return hn::Load(d, g + t * G + v); };
+          V col[10], r[5];  // G g[{0,2}][s] for s = 0, 2: col[a * 2 + s / 2]
+          for (std::size_t s = 0; s < 2; ++s) {
+            weight_line_5(d, tap(2 * s), tap(6 + 2 * s), r);
+            for (std::size_t a = 0; a < 5; ++a) col[a * 2 + s] = r[a];
+          }
+          for (std::size_t a = 0; a < 5; ++a) {  // (G g) G^T
+            weight_line_5(d, col[a * 2], col[a * 2 + 1], r);
+            for (std::size_t b = 0; b < 5; ++b) store(r[b], a * 5 + b);
+          }
+          weight_line_5(d, tap(1), tap(7), r);
+          for (std::size_t a = 0; a < 5; ++a) store(r[a], 25 + a);
+          weight_line_5(d, tap(3), tap(5), r);
+          for (std::size_t b = 0; b < 5; ++b) store(r[b], 30 + b);
+          store(tap(4), 35);
+          continue;
+        }
         V col[A * 3];  // G g: col[a * 3 + s]
         for (std::size_t s = 0; s < 3; ++s) {
           V r[A];
@@ -427,33 +594,33 @@ void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
         for (std::size_t a = 0; a < A; ++a) {  // (G g) G^T
           V r[A];
           weight_line<M>(d, col[a * 3], col[a * 3 + 1], col[a * 3 + 2], r);
-          for (std::size_t b = 0; b < A; ++b) hn::Store(r[b], d, dst + ((a * A + b) * len + c) * G + v);
+          for (std::size_t b = 0; b < A; ++b) store(r[b], a * A + b);
         }
       }
     }
   });
 }
 
-template <std::size_t M, class T, class Tile, class At>
+template <std::size_t M, std::size_t S, class T, class Tile, class At>
 void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t src_w,
                   std::size_t len, T* out, std::size_t outs, std::size_t pad, const At& at,
                   const T* bias, bool accumulate, T* ws, const ConvEpilogue<T>* ep = nullptr) {
-  constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows, XI = (M + 2) * (M + 2);
+  constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows, XI = kXi<M, S>, XU = kURows<M, S>;
   const std::size_t groups = detail::ceil_div(outs, G);
   T* u = ws;
-  T* bias_p = u + detail::round_up(outs, detail::kWinogradMaxGroup) * XI * len;
+  T* bias_p = u + detail::round_up(outs, detail::kWinogradMaxGroup) * XU * len;
   T* zero = bias_p + detail::round_up(outs, detail::kWinogradMaxGroup);
   T* slots = zero + detail::winograd_row(len);
   std::fill(zero, slots, T(0));
-  transform_weights<M, Tile>(outs, len, u, at);
+  transform_weights<M, S, Tile>(outs, len, u, at);
   if (bias) {
     std::fill(bias_p, bias_p + groups * G, T(0));
     std::copy(bias, bias + outs, bias_p);
   }
   const Patches<T> in{src, src_h, src_w, len, static_cast<std::ptrdiff_t>(pad), zero,
-                      Grid(src_h + 2 * pad - 2, src_w + 2 * pad - 2, M)};
+                      Grid((src_h + 2 * pad - 3) / S + 1, (src_w + 2 * pad - 3) / S + 1, M)};
   WinoJob<T> j{in, out, outs, u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_row(len),
-               XI * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2, ep};
+               XU * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2, ep};
   // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
   // that the worker loops stay balanced on small images (layer 4: 512 tiles at batch 128).
   // Where each block streams all the transformed weights from L3 or memory (xi_outer), the
@@ -462,7 +629,7 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
   // layer 4, 128 tiles at batch 128, read its 37 MB of weights 11 times in blocks of 12).
   // How the tiles are cut into blocks never changes a result: each tile's sums run the same.
   const std::size_t tiles = in.grid.tiles(n);
-  if (detail::winograd_run_whole_size(len, outs, tiles, XI)) return winograd_whole<M, Tile>(j, tiles, slots);
+  if (detail::winograd_run_whole_size(len, outs, tiles, XI, XU)) return winograd_whole<M, S, Tile>(j, tiles, slots);
   if (j.xi_outer) {
     const std::size_t workers = std::min(detail::kWinogradSlots, detail::arena_threads());
     j.block_tiles = std::min(detail::kWinogradOuterTiles,
@@ -474,21 +641,29 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
   const std::size_t slot_size = detail::winograd_slot_size(len, XI);
   for_each_item_in_slots(detail::ceil_div(tiles, j.block_tiles), [&](std::size_t b, std::size_t slot) {
     const std::size_t t0 = b * j.block_tiles;
-    winograd_block<M, Tile>(j, t0, std::min(j.block_tiles, tiles - t0), slots + slot * slot_size);
+    winograd_block<M, S, Tile>(j, t0, std::min(j.block_tiles, tiles - t0), slots + slot * slot_size);
   });
 }
 
-template <std::size_t M, class T>
+template <std::size_t M, std::size_t S, class T>
 void winograd_forward_t(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws,
                         const ConvEpilogue<T>* ep) {
   auto at = [&](std::size_t k, std::size_t c, std::size_t r, std::size_t s) {
     return w[((k * sh.c + c) * 3 + r) * 3 + s];
   };
   if (use_tall_tile(sh.c)) {
-    winograd_run<M, T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws, ep);
+    winograd_run<M, S, T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws, ep);
   } else {
-    winograd_run<M, T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws, ep);
+    winograd_run<M, S, T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws, ep);
   }
+}
+
+/// Forward with tile m (2 or 4) for stride 1, the stride-2 form for stride 2.
+template <class T>
+void winograd_forward_any(const Conv2dShape& sh, std::size_t m, const T* x, const T* w, const T* b, T* y, T* ws,
+                          const ConvEpilogue<T>* ep) {
+  if (sh.stride == 2) return winograd_forward_t<4, 2>(sh, x, w, b, y, ws, ep);
+  m == 4 ? winograd_forward_t<4, 1>(sh, x, w, b, y, ws, ep) : winograd_forward_t<2, 1>(sh, x, w, b, y, ws, ep);
 }
 
 template <std::size_t M, class T>
@@ -499,9 +674,9 @@ void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T*
   };
   const std::size_t pad = 2 - sh.pad;
   if (use_tall_tile(sh.k)) {
-    winograd_run<M, T, ConvTile<T, true>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
+    winograd_run<M, 1, T, ConvTile<T, true>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
   } else {
-    winograd_run<M, T, ConvTile<T, false>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
+    winograd_run<M, 1, T, ConvTile<T, false>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
   }
 }
 
@@ -649,7 +824,7 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
   for (std::size_t s0 = t_begin; s0 < t_end; s0 += S) {
     const std::size_t nt = std::min(S, t_end - s0);
     for (std::size_t t = 0; t < nt; ++t) {
-      transform_input<M>(d, pt, s0 + t, 0, C, v + t * crow, S * crow);
+      transform_input<M, 1>(d, pt, s0 + t, 0, C, v + t * crow, S * crow);
       for (std::size_t sg = 0; sg < subgroups; ++sg)
         transform_grad<M, Tile>(j.dy, pt.grid, sh.k, s0 + t, k_begin / G + sg, std::min(G, width - sg * G), pt.zero,
                              z + t * TG + sg * G, S * TG);
@@ -695,7 +870,7 @@ void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t ti
   T* z = v + XI * tiles * crow;
   detail::parallel_items(detail::ceil_div(tiles, kBlock), [&](std::size_t b) {
     for (std::size_t t = b * kBlock; t < std::min(tiles, b * kBlock + kBlock); ++t) {
-      transform_input<M>(d, j.x, t, 0, C, v + t * crow, tiles * crow);
+      transform_input<M, 1>(d, j.x, t, 0, C, v + t * crow, tiles * crow);
       for (std::size_t g = 0; g < groups; ++g)
         transform_grad<M, Tile>(j.dy, j.x.grid, sh.k, t, g, std::min(G, sh.k - g * G), j.x.zero, z + t * kz + g * G,
                                 tiles * kz);
@@ -808,11 +983,11 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
 
 void winograd_forward_f32(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
                           const float* b, float* y, float* ws, const ConvEpilogue<float>* ep) {
-  m == 4 ? winograd_forward_t<4>(sh, x, w, b, y, ws, ep) : winograd_forward_t<2>(sh, x, w, b, y, ws, ep);
+  winograd_forward_any(sh, m, x, w, b, y, ws, ep);
 }
 void winograd_forward_f64(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
                           const double* b, double* y, double* ws, const ConvEpilogue<double>* ep) {
-  m == 4 ? winograd_forward_t<4>(sh, x, w, b, y, ws, ep) : winograd_forward_t<2>(sh, x, w, b, y, ws, ep);
+  winograd_forward_any(sh, m, x, w, b, y, ws, ep);
 }
 void winograd_backward_data_f32(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
                                 float* dx, float* ws, bool acc) {
@@ -849,17 +1024,18 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
   auto tiles = [&](std::size_t out_h, std::size_t out_w, std::size_t m) {
     return sh.n * ceil_div(out_h, m) * ceil_div(out_w, m);
   };
-  auto one = [&](std::size_t len, std::size_t outs, std::size_t xi, std::size_t t) {
-    return round_up(outs, kWinogradMaxGroup) * xi * len + round_up(outs, kWinogradMaxGroup) +
-           winograd_row(len) + std::max(kWinogradSlots * winograd_slot_size(len, xi), winograd_run_whole_size(len, outs, t, xi));
+  auto one = [&](std::size_t len, std::size_t outs, std::size_t xi, std::size_t us, std::size_t t) {
+    return round_up(outs, kWinogradMaxGroup) * us * len + round_up(outs, kWinogradMaxGroup) + winograd_row(len) +
+           std::max(kWinogradSlots * winograd_slot_size(len, xi), winograd_run_whole_size(len, outs, t, xi, us));
   };
+  if (sh.stride == 2) return one(sh.c, sh.k, 81, 36, tiles(sh.p(), sh.q(), 4));
   auto weights = [&](std::size_t m) {
     return winograd_weight_parts(sh, m) * winograd_weight_partial_size(sh, m) + winograd_row(std::max(sh.c, sh.k)) +
            std::max(kWinogradSlots * winograd_grad_slot_size(sh.c),
                     winograd_weights_whole(sh, m) ? winograd_whole_size(sh, m) + kWinogradMaxTile : 0);
   };
-  return std::max({one(sh.c, sh.k, 16, tiles(sh.p(), sh.q(), 2)), one(sh.k, sh.c, 16, tiles(sh.h, sh.w, 2)),
-                   one(sh.c, sh.k, 36, tiles(sh.p(), sh.q(), 4)), one(sh.k, sh.c, 36, tiles(sh.h, sh.w, 4)),
+  return std::max({one(sh.c, sh.k, 16, 16, tiles(sh.p(), sh.q(), 2)), one(sh.k, sh.c, 16, 16, tiles(sh.h, sh.w, 2)),
+                   one(sh.c, sh.k, 36, 36, tiles(sh.p(), sh.q(), 4)), one(sh.k, sh.c, 36, 36, tiles(sh.h, sh.w, 4)),
                    weights(2), weights(4)});
 }
 

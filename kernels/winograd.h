@@ -54,6 +54,11 @@ constexpr std::size_t kWinogradSlots = 64;
 constexpr bool winograd_applies(const Conv2dShape& sh) {
   return sh.r == 3 && sh.s == 3 && sh.stride == 1 && sh.pad <= 2;
 }
+/// The forward pass also for a 3x3 kernel with stride 2 (the stride-2 form, winograd.cpp),
+/// padding at most 2, with 4x4 output tiles only.
+constexpr bool winograd_forward_applies(const Conv2dShape& sh) {
+  return winograd_applies(sh) || (sh.r == 3 && sh.s == 3 && sh.stride == 2 && sh.pad <= 2);
+}
 
 // Weight gradient with MxM tiles (XI = (M+2)^2 = 16 or 36): winograd_weight_parts(sh, M)
 // partial dU [XI][C][round_up(K, 64)] (one per part of the tiles, weight_parts.h), a zero
@@ -100,8 +105,10 @@ constexpr bool winograd_weights_whole(const Conv2dShape& sh, std::size_t m) {
 /// 1 or 2 and 2 of unequal size. Each output's sums are the ones the blocks compute, in the
 /// same order, so the results are the same either way.
 constexpr std::size_t kWinogradWholeRunWeights = 4 * 1024 * 1024;
-constexpr std::size_t winograd_run_whole_size(std::size_t len, std::size_t outs, std::size_t tiles, std::size_t xi) {
-  const std::size_t u = xi * len * round_up(outs, kWinogradMaxGroup);
+/// `us`: the transformed weights per channel pair (xi, or 36 for the stride-2 form).
+constexpr std::size_t winograd_run_whole_size(std::size_t len, std::size_t outs, std::size_t tiles, std::size_t xi,
+                                              std::size_t us) {
+  const std::size_t u = us * len * round_up(outs, kWinogradMaxGroup);
   const std::size_t size = xi * tiles * (winograd_row(len) + round_up(outs, kWinogradMaxGroup));
   return u > kWinogradWholeRunWeights && size <= kWinogradWholeBudget ? size : 0;
 }
@@ -126,19 +133,23 @@ constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
   return round_up((f2 > f4 ? f2 : f4) * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);
 }
 
-/// The Winograd output tile a forward or backward-data call with `algorithm` runs for `sh`:
-/// 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3)) or 0 (the direct convolution); automatic: what
+/// The Winograd output tile a forward call with `algorithm` runs for `sh`: 2 (F(2x2, 3x3)),
+/// 4 (F(4x4, 3x3), or the stride-2 form) or 0 (the direct convolution); automatic: what
 /// conv2d_automatic_algorithm says. Throws std::invalid_argument when Winograd is asked for
 /// and does not apply.
 std::size_t winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
+/// The same for backward-data (conv2d_automatic_data_algorithm; stride 1 only).
+std::size_t winograd_data_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
 /// The same for the weight gradient, which automatic chooses by its own rule
 /// (conv2d_automatic_weight_algorithm).
 std::size_t winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
 
-/// Elements (of the scalar type) every Winograd pass needs for `sh`, with either tile.
+/// Elements (of the scalar type) every Winograd pass needs for `sh`, with either tile (for
+/// stride 2: the forward pass of the stride-2 form).
 std::size_t winograd_workspace_size(const Conv2dShape& sh);
 
-/// Forward and backward-data with output tiles of m x m (2 or 4).
+/// Forward and backward-data with output tiles of m x m (2 or 4); forward with stride 2 runs
+/// the stride-2 form (m = 4).
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
                       const float* bias, float* y, float* ws, const ConvEpilogue<float>* epilogue = nullptr);
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,

@@ -82,20 +82,36 @@ void bm_conv(benchmark::State& state, ConvCase cc, Pass pass, ok::ConvAlgorithm 
 }
 
 void register_convs() {
-  // conv2d/...: what a layer runs (ConvAlgorithm::automatic). Where Winograd applies, the
-  // others for the comparison: conv2d_direct/... (all three passes), conv2d_winograd/...
-  // (F(2x2, 3x3)) and conv2d_winograd4/... (F(4x4, 3x3)), all three passes. GFLOP/s count
-  // the direct convolution's FLOPs (2 x N x P x Q x K x C x R x S) either way.
+  // conv2d/...: what a layer runs (ConvAlgorithm::automatic). Where automatic takes
+  // Winograd, the others that compute the pass, for the comparison: conv2d_direct/...,
+  // conv2d_winograd/... (F(2x2, 3x3), stride 1) and conv2d_winograd4/... (F(4x4, 3x3), or
+  // the stride-2 forward form). GFLOP/s count the direct convolution's FLOPs (2 x N x P x Q x
+  // K x C x R x S) either way.
   const std::pair<Pass, const char*> passes[] = {
       {Pass::forward, "fwd"}, {Pass::backward_data, "bwd_data"}, {Pass::backward_weights, "bwd_weights"}};
   for (const auto& c : kConvs) {
-    const bool winograd = ok::conv2d_automatic_algorithm(conv_shape(c)) != ok::ConvAlgorithm::direct;
+    const auto g = conv_shape(c);
+    auto automatic = [&](Pass pass) {
+      return pass == Pass::forward         ? ok::conv2d_automatic_algorithm(g)
+             : pass == Pass::backward_data ? ok::conv2d_automatic_data_algorithm(g)
+                                           : ok::conv2d_automatic_weight_algorithm(g);
+    };
+    auto computes = [&](ok::ConvAlgorithm algo, Pass pass) {
+      switch (algo) {
+        case ok::ConvAlgorithm::automatic: return true;
+        case ok::ConvAlgorithm::direct: return automatic(pass) != ok::ConvAlgorithm::direct;
+        case ok::ConvAlgorithm::winograd: return automatic(pass) != ok::ConvAlgorithm::direct && ok::conv2d_winograd_applies(g);
+        default:
+          return automatic(pass) != ok::ConvAlgorithm::direct &&
+                 (ok::conv2d_winograd_applies(g) || (pass == Pass::forward && ok::conv2d_winograd_forward_applies(g)));
+      }
+    };
     for (auto [algo, prefix] : {std::pair{ok::ConvAlgorithm::automatic, "conv2d/"},
                                 std::pair{ok::ConvAlgorithm::direct, "conv2d_direct/"},
                                 std::pair{ok::ConvAlgorithm::winograd, "conv2d_winograd/"},
                                 std::pair{ok::ConvAlgorithm::winograd4, "conv2d_winograd4/"}}) {
-      if (algo != ok::ConvAlgorithm::automatic && !winograd) continue;
       for (auto [pass, label] : passes) {
+        if (!computes(algo, pass)) continue;
         benchmark::RegisterBenchmark((std::string(prefix) + label + "/" + c.name).c_str(), bm_conv, c, pass, algo)
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime()

@@ -60,13 +60,27 @@ const std::vector<ok::Conv2dShape> kShapes = {
     // Weight gradients whose reduction is cut into parts summed separately, then in order
     // (kernels/weight_parts.h): 6 parts direct and 3 Winograd; 3 parts for the strided 1x1.
     shape(8, 19, 30, 30, 21, 3, 3, 1, 1), shape(8, 13, 30, 30, 9, 1, 1, 2, 0),
+    // The stride-2 forward form (and the stride-2 3x3 shapes above): partial 4x4 tiles
+    // (odd outputs, padding 0 and 2) over several blocks; blocks that stream their weights
+    // (64 channels on AVX-512, 256 on AVX2 with the tall tile); more than 4 Mi transformed
+    // weights, run whole.
+    shape(3, 20, 23, 19, 24, 3, 3, 2, 1), shape(2, 33, 17, 18, 40, 3, 3, 2, 2),
+    shape(2, 19, 16, 15, 18, 3, 3, 2, 0), shape(4, 64, 24, 24, 64, 3, 3, 2, 1),
+    shape(2, 256, 12, 12, 20, 3, 3, 2, 1), shape(4, 250, 12, 12, 500, 3, 3, 2, 1),
 };
 
-// The algorithms that can compute g: direct always, both Winograd tiles for 3x3 stride 1.
+// The algorithms that can compute g's forward pass: direct always, both Winograd tiles for
+// 3x3 stride 1, winograd4 (the stride-2 form) for 3x3 stride 2.
 std::vector<ok::ConvAlgorithm> algorithms(const ok::Conv2dShape& g) {
   if (ok::conv2d_winograd_applies(g))
     return {ok::ConvAlgorithm::direct, ok::ConvAlgorithm::winograd, ok::ConvAlgorithm::winograd4};
+  if (ok::conv2d_winograd_forward_applies(g)) return {ok::ConvAlgorithm::direct, ok::ConvAlgorithm::winograd4};
   return {ok::ConvAlgorithm::direct};
+}
+// What the backward passes run beside a forward pass with `a`: the same, except that the
+// stride-2 form is forward-only (its backward passes are the direct convolution's).
+ok::ConvAlgorithm backward(const ok::Conv2dShape& g, ok::ConvAlgorithm a) {
+  return ok::conv2d_winograd_applies(g) ? a : ok::ConvAlgorithm::direct;
 }
 std::string name(ok::ConvAlgorithm a) {
   switch (a) {
@@ -103,8 +117,8 @@ Results run(const ok::Conv2dShape& g, const std::vector<double>& x, const std::v
   std::vector<T> y(g.y_size(), nan), dx(g.x_size(), nan), dw(g.w_size(), T(0)), db(g.k, T(0));
   auto ws = odyssey::AlignedBuffer<T>::uninitialized(ok::conv2d_workspace_size(g));
   ok::conv2d_forward(g, xt.data(), wt.data(), bt.data(), y.data(), ws.data(), algo);
-  ok::conv2d_backward_data(g, dyt.data(), wt.data(), dx.data(), ws.data(), false, algo);
-  ok::conv2d_backward_weights(g, xt.data(), dyt.data(), dw.data(), db.data(), ws.data(), algo);
+  ok::conv2d_backward_data(g, dyt.data(), wt.data(), dx.data(), ws.data(), false, backward(g, algo));
+  ok::conv2d_backward_weights(g, xt.data(), dyt.data(), dw.data(), db.data(), ws.data(), backward(g, algo));
   auto d = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
   return {d(y), d(dx), d(dw), d(db)};
 }
@@ -264,6 +278,8 @@ BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
   for (const auto& g : shapes) cases.emplace_back(g, ok::ConvAlgorithm::direct);
   for (const auto& g : {shapes[0], shape(2, 4, 5, 4, 3, 3, 3, 1, 2)})
     for (const auto algo : {ok::ConvAlgorithm::winograd, ok::ConvAlgorithm::winograd4}) cases.emplace_back(g, algo);
+  // The stride-2 forward form, whose gradients the direct backward passes compute.
+  cases.emplace_back(shapes[2], ok::ConvAlgorithm::winograd4);
   for (const auto& [g, algo] : cases) {
     auto x = ot::random_values(g.x_size(), 11), w = ot::random_values(g.w_size(), 12);
     auto b = ot::random_values(g.k, 13);
@@ -280,8 +296,8 @@ BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
     std::vector<double> dy(y.size());
     for (std::size_t i = 0; i < y.size(); ++i) dy[i] = R[i];
     std::vector<double> dx(g.x_size()), dw(g.w_size(), 0.0), db(g.k, 0.0);
-    ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data(), false, algo);
-    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data(), ws.data(), algo);
+    ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data(), false, backward(g, algo));
+    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data(), ws.data(), backward(g, algo));
     for (auto [what, param, grad] : {std::tuple{"dx", &x, &dx}, std::tuple{"dw", &w, &dw},
                                      std::tuple{"db", &b, &db}}) {
       const auto r = ot::check_gradient(name(g) + " " + name(algo) + " " + what, *param, *grad, loss);
@@ -294,7 +310,9 @@ BOOST_AUTO_TEST_CASE(bitwise_identical_across_thread_counts_and_runs) {
   // Large enough that every pass splits into many parallel tasks (the first streams the
   // Winograd weights on AVX-512); the second cuts its weight gradients into parts (6 direct,
   // 3 Winograd).
-  for (const auto& g : {shape(4, 64, 16, 16, 64, 3, 3, 1, 1), shape(8, 19, 30, 30, 21, 3, 3, 1, 1)}) {
+  // The third runs the stride-2 form in several blocks.
+  for (const auto& g : {shape(4, 64, 16, 16, 64, 3, 3, 1, 1), shape(8, 19, 30, 30, 21, 3, 3, 1, 1),
+                        shape(4, 64, 32, 32, 64, 3, 3, 2, 1)}) {
     const auto x = ot::random_values(g.x_size(), 21), w = ot::random_values(g.w_size(), 22);
     const auto b = ot::random_values(g.k, 23), dy = ot::random_values(g.y_size(), 24);
     for (const auto algo : algorithms(g)) {
@@ -335,7 +353,10 @@ BOOST_AUTO_TEST_CASE(winograd_error_against_double_reference) {
     return m / rms(ref);
   };
   for (const auto& g : {shape(2, 64, 32, 32, 64, 3, 3, 1, 1), shape(2, 128, 16, 16, 128, 3, 3, 1, 1),
-                        shape(2, 256, 8, 8, 256, 3, 3, 1, 1), shape(2, 512, 4, 4, 512, 3, 3, 1, 1)}) {
+                        shape(2, 256, 8, 8, 256, 3, 3, 1, 1), shape(2, 512, 4, 4, 512, 3, 3, 1, 1),
+                        // the stride-2 layers (forward by the stride-2 form)
+                        shape(2, 64, 32, 32, 128, 3, 3, 2, 1), shape(2, 128, 16, 16, 256, 3, 3, 2, 1),
+                        shape(2, 256, 8, 8, 512, 3, 3, 2, 1)}) {
     const auto x = ot::random_values(g.x_size(), 31), w = ot::random_values(g.w_size(), 32);
     const auto b = ot::random_values(g.k, 33), dy = ot::random_values(g.y_size(), 34);
     const auto y_ref = ot::ref::conv_forward(ref_of(g), x, w, b.data());
@@ -365,14 +386,21 @@ BOOST_AUTO_TEST_CASE(rejects_shapes_that_do_not_fit) {
   BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 4, 4, 1, 3, 3, 0, 0), buf.data(), buf.data(),
                                        nullptr, buf.data(), buf.data()),
                     std::invalid_argument);
-  // Winograd computes 3x3 stride-1 convolutions only.
+  // Winograd computes 3x3 convolutions with stride 1; the forward pass with stride 2 too,
+  // with 4x4 tiles only.
   BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 4, 4, 1, 3, 3, 2, 1), buf.data(), buf.data(),
                                        nullptr, buf.data(), buf.data(), ok::ConvAlgorithm::winograd),
                     std::invalid_argument);
   BOOST_CHECK_THROW(ok::conv2d_backward_data(shape(1, 1, 4, 4, 1, 1, 1, 1, 0), buf.data(), buf.data(),
                                              buf.data(), buf.data(), false, ok::ConvAlgorithm::winograd),
                     std::invalid_argument);
-  BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 4, 4, 1, 3, 3, 2, 1), buf.data(), buf.data(),
+  BOOST_CHECK_THROW(ok::conv2d_backward_data(shape(1, 1, 4, 4, 1, 3, 3, 2, 1), buf.data(), buf.data(),
+                                             buf.data(), buf.data(), false, ok::ConvAlgorithm::winograd4),
+                    std::invalid_argument);
+  BOOST_CHECK_THROW(ok::conv2d_backward_weights(shape(1, 1, 4, 4, 1, 3, 3, 2, 1), buf.data(), buf.data(),
+                                                buf.data(), nullptr, buf.data(), ok::ConvAlgorithm::winograd4),
+                    std::invalid_argument);
+  BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 9, 9, 1, 3, 3, 3, 1), buf.data(), buf.data(),
                                        nullptr, buf.data(), buf.data(), ok::ConvAlgorithm::winograd4),
                     std::invalid_argument);
   BOOST_CHECK_THROW(ok::conv2d_backward_weights(shape(1, 1, 4, 4, 1, 3, 3, 1, 3), buf.data(), buf.data(),
@@ -406,7 +434,19 @@ BOOST_AUTO_TEST_CASE(automatic_takes_winograd_for_resnet_3x3_stride_1) {
   BOOST_TEST(weights_is(shape(32, 512, 4, 4, 512, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   BOOST_TEST(weights_is(shape(32, 128, 14, 14, 128, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   BOOST_TEST(weights_is(shape(128, 3, 32, 32, 64, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
-  BOOST_TEST(is(shape(128, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
+  // Stride 2: the forward form where 4x4 tiles fit (ResNet-18's 16, 8 and 4 pixel outputs
+  // at batch 128 and 32, Fashion-MNIST's 14 and 7), with at least 128 tiles; the backward
+  // passes direct.
+  BOOST_TEST(is(shape(128, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
+  BOOST_TEST(is(shape(128, 256, 8, 8, 512, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
+  BOOST_TEST(is(shape(32, 64, 28, 28, 128, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
+  BOOST_TEST(is(shape(32, 256, 8, 8, 512, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
+  BOOST_TEST(is(shape(1, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
+  BOOST_TEST(is(shape(128, 3, 32, 32, 64, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
+  BOOST_TEST((ok::conv2d_automatic_data_algorithm(shape(128, 64, 32, 32, 128, 3, 3, 2, 1)) == ok::ConvAlgorithm::direct));
+  BOOST_TEST(weights_is(shape(128, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
+  BOOST_TEST((ok::conv2d_automatic_data_algorithm(shape(128, 64, 32, 32, 64, 3, 3, 1, 1)) ==
+              ok::ConvAlgorithm::winograd4));
   // 1x1 outputs (layer 4 of an 8x8 input): a quarter of each Winograd tile would be used.
   BOOST_TEST(is(shape(2, 32, 1, 1, 32, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
   BOOST_TEST(is(shape(2, 32, 2, 2, 32, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
