@@ -243,9 +243,9 @@ HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std
   constexpr std::size_t L = hn::MaxLanes(D()), A = kSide<M, S>;
   const T* p[A * A];
   patch_pixels<M, S>(pt, tile, c_begin, p);
-  for (std::size_t c = 0; c < count; c += L) {
-    const std::size_t lanes = std::min(L, count - c);
-    auto load = [&](const T* q) { return lanes == L ? hn::LoadU(d, q + c) : load_n(d, q + c, lanes); };
+  // One vector of channels from c; `load` reads it from a pixel (whole vectors, or the last
+  // partial one: two copies of the body, so neither tests per load which it is).
+  auto body = [&](std::size_t c, auto load) {
     auto store = [&](hn::Vec<D> x, std::size_t xi) { hn::Store(x, d, v + xi * xi_stride + c); };
     if constexpr (S == 2) {
       hn::Vec<D> t[25];  // B^T d[E][E], column by column (t[e * 5 + f])
@@ -323,7 +323,10 @@ HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std
         for (std::size_t b = 0; b < 6; ++b) hn::Store(r[b], d, v + (a * 6 + b) * xi_stride + c);
       }
     }
-  }
+  };
+  std::size_t c = 0;
+  for (; c + L <= count; c += L) body(c, [&](const T* q) { return hn::LoadU(d, q + c); });
+  if (c < count) body(c, [&](const T* q) { return load_n(d, q + c, count - c); });
 }
 
 /// The MxM outputs of `tile` for output channels [grp*G, grp*G + width) from
@@ -408,6 +411,14 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
       const std::size_t b0 = static_cast<std::size_t>(base - j.out) + v * L;
       for (std::size_t r = 0; r < at.rows; ++r)
         for (std::size_t s = 0; s < at.cols; ++s) y[r * M + s] = ep(d, y[r * M + s], b0 + (r * grid.out_w + s) * j.outs);
+    }
+    if (count == L && !j.accumulate && at.rows == M && at.cols == M) {  // the common case, unrolled
+      HWY_UNROLL(M)
+      for (std::size_t r = 0; r < M; ++r) {
+        HWY_UNROLL(M)
+        for (std::size_t s = 0; s < M; ++s) hn::StoreU(y[r * M + s], d, base + (r * grid.out_w + s) * j.outs + v * L);
+      }
+      continue;
     }
     for (std::size_t r = 0; r < at.rows; ++r)
       for (std::size_t s = 0; s < at.cols; ++s) {
