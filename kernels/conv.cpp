@@ -364,7 +364,7 @@ void check(const Conv2dShape& sh) {
 // channel pair, 4x the kernel, written and read once per call); the direct convolution
 // elsewhere. The shape alone decides.
 ConvAlgorithm automatic_stride2(const Conv2dShape& sh) {
-  if (!detail::winograd_forward_applies(sh) || sh.c < 16 || sh.k < 16 || sh.p() < 2 || sh.q() < 2)
+  if (!detail::winograd_stride2_applies(sh) || sh.c < 16 || sh.k < 16 || sh.p() < 2 || sh.q() < 2)
     return ConvAlgorithm::direct;
   const std::size_t t4 = detail::ceil_div(sh.p(), 4) * detail::ceil_div(sh.q(), 4);
   if (81 * t4 * 100 <= 75 * 9 * sh.p() * sh.q() && sh.n * t4 >= 128) return ConvAlgorithm::winograd4;
@@ -380,12 +380,13 @@ std::size_t conv2d_workspace_size(const Conv2dShape& sh) {
                           detail::round_up(sh.k, kMaxGroup);
   const std::size_t bwd_data = detail::round_up(sh.c, kMaxGroup) * RS * sh.k + sh.k;
   const std::size_t bwd_weights = detail::conv_weight_parts(sh) * detail::conv_weight_partial_size(sh);
-  const std::size_t winograd = detail::winograd_forward_applies(sh) ? detail::winograd_workspace_size(sh) : 0;
+  const std::size_t winograd =
+      detail::winograd_applies(sh) || detail::winograd_stride2_applies(sh) ? detail::winograd_workspace_size(sh) : 0;
   return std::max({fwd, bwd_data, bwd_weights, winograd}) + 16;
 }
 
 bool conv2d_winograd_applies(const Conv2dShape& sh) { return detail::winograd_applies(sh); }
-bool conv2d_winograd_forward_applies(const Conv2dShape& sh) { return detail::winograd_forward_applies(sh); }
+bool conv2d_winograd_stride2_applies(const Conv2dShape& sh) { return detail::winograd_stride2_applies(sh); }
 
 ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
   if (sh.stride == 2) return automatic_stride2(sh);
@@ -408,12 +409,9 @@ ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
   return ConvAlgorithm::winograd;
 }
 
-ConvAlgorithm conv2d_automatic_data_algorithm(const Conv2dShape& sh) {
-  return detail::winograd_applies(sh) ? conv2d_automatic_algorithm(sh) : ConvAlgorithm::direct;
-}
-
 ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
-  const ConvAlgorithm a = conv2d_automatic_data_algorithm(sh);
+  if (!detail::winograd_applies(sh)) return ConvAlgorithm::direct;  // stride 2 included
+  const ConvAlgorithm a = conv2d_automatic_algorithm(sh);
   if (a == ConvAlgorithm::direct) return a;
   // F(4x4, 3x3) where its tiles fit the output as for the other passes and the reduction
   // over tiles is long beside the transformed gradient it sums into ([36][C][K], 2.25x
@@ -426,15 +424,15 @@ ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
 }
 
 namespace {
-std::size_t winograd_tile_of(const Conv2dShape& sh, ConvAlgorithm algorithm, bool forward) {
+std::size_t winograd_tile_of(const Conv2dShape& sh, ConvAlgorithm algorithm, bool data_pass) {
   if (algorithm == ConvAlgorithm::direct) return 0;
-  if (!(forward ? detail::winograd_forward_applies(sh) : detail::winograd_applies(sh)))
+  if (!(detail::winograd_applies(sh) || (data_pass && detail::winograd_stride2_applies(sh))))
     throw std::invalid_argument(std::string("conv2d: the Winograd algorithm needs a 3x3 kernel, stride 1 ") +
-                                (forward ? "(or 2, with winograd4)" : "(the backward passes)") +
+                                (data_pass ? "(or 2, with winograd4)" : "(the weight gradient)") +
                                 " and padding <= 2 (got " + std::to_string(sh.r) + "x" + std::to_string(sh.s) +
                                 ", stride " + std::to_string(sh.stride) + ", pad " + std::to_string(sh.pad) + ")");
   if (sh.stride == 2 && algorithm != ConvAlgorithm::winograd4)
-    throw std::invalid_argument("conv2d: a stride-2 forward pass runs Winograd with 4x4 output tiles only "
+    throw std::invalid_argument("conv2d: a stride-2 convolution runs Winograd with 4x4 output tiles only "
                                 "(ConvAlgorithm::winograd4)");
   return algorithm == ConvAlgorithm::winograd4 ? 4 : 2;
 }
@@ -444,8 +442,7 @@ std::size_t detail::winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm
   return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_algorithm(sh) : algorithm, true);
 }
 std::size_t detail::winograd_data_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_data_algorithm(sh) : algorithm,
-                          false);
+  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_algorithm(sh) : algorithm, true);
 }
 std::size_t detail::winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
   return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_weight_algorithm(sh) : algorithm,

@@ -120,13 +120,18 @@ struct Patches {
   std::ptrdiff_t pad;
   const T* zero;  // a row of zeros read in place of pixels outside the image
   Grid grid;      // the output tiles
+  // The stride-2 backward-data form: where its one-tap (O) rows and columns start in a
+  // patch (0 or 1), and 1 - where the two-tap ones start in a tile of dx.
+  std::size_t odd = 0;
 };
 
-// The forms, by output tile M and stride S: F(2x2, 3x3) (2, 1), F(4x4, 3x3) (4, 1) and the
-// stride-2 form (4, 2). Per form: source pixels per side of a tile's patch, products per tile
-// and channel pair (xi), and distinct transformed weights per channel pair (U rows).
+// The forms, by output tile M and stride S: F(2x2, 3x3) (2, 1), F(4x4, 3x3) (4, 1), the
+// stride-2 forward form (4, 2: 4x4 outputs from a 9x9 patch) and the stride-2 backward-data
+// form (8, 2: an 8x8 tile of dx from a 5x5 patch of dy). Per form: source pixels per side of
+// a tile's patch, products per tile and channel pair (xi), and distinct transformed weights
+// per channel pair (U rows).
 template <std::size_t M, std::size_t S>
-inline constexpr std::size_t kSide = S == 1 ? M + 2 : 2 * M + 1;
+inline constexpr std::size_t kSide = S == 1 ? M + 2 : M == 4 ? 9 : 5;
 template <std::size_t M, std::size_t S>
 inline constexpr std::size_t kXi = S == 1 ? (M + 2) * (M + 2) : 81;
 template <std::size_t M, std::size_t S>
@@ -135,7 +140,7 @@ inline constexpr std::size_t kURows = S == 1 ? kXi<M, S> : 36;
 /// -> 25 + e, OE (i, f) -> 30 + f, OO -> 35 (the layout of transform_input).
 template <std::size_t M, std::size_t S>
 constexpr std::size_t u_row(std::size_t xi) {
-  static_assert(S == 1 || M == 4);
+  static_assert(S == 1 || M == 4 || M == 8);
   if constexpr (S == 1) {
     return xi;
   } else {
@@ -164,8 +169,10 @@ template <std::size_t M, std::size_t S, class T>
 HWY_INLINE void patch_pixels(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, const T** p) {
   constexpr std::size_t A = kSide<M, S>;
   const Grid::Tile at = pt.grid.at(tile);
-  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(S * at.oh) - pt.pad;
-  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(S * at.ow) - pt.pad;
+  // A patch starts at S*oh - pad; for the backward-data form, at oh/2 - pad.
+  constexpr std::size_t kMul = S == 2 && M == 8 ? 1 : S, kDiv = S == 2 && M == 8 ? 2 : 1;
+  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(kMul * at.oh / kDiv) - pt.pad;
+  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(kMul * at.ow / kDiv) - pt.pad;
   const T* image = pt.src + at.n * pt.h * pt.w * pt.len + c_begin;
   for (std::size_t a = 0; a < A; ++a)
     for (std::size_t b = 0; b < A; ++b) {
@@ -247,7 +254,42 @@ HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std
   // partial one: two copies of the body, so neither tests per load which it is).
   auto body = [&](std::size_t c, auto load) {
     auto store = [&](hn::Vec<D> x, std::size_t xi) { hn::Store(x, d, v + xi * xi_stride + c); };
-    if constexpr (S == 2) {
+    if constexpr (S == 2 && M == 8) {  // the backward-data form: a 5x5 patch of dy
+      const std::size_t o = pt.odd;
+      hn::Vec<D> t[25];  // B^T d, column by column (t[e * 5 + f])
+      HWY_UNROLL(5)
+      for (std::size_t b = 0; b < 5; ++b) {
+        hn::Vec<D> col[5], r[5];
+        HWY_UNROLL(5)
+        for (std::size_t e = 0; e < 5; ++e) col[e] = load(p[e * 5 + b]);
+        input_line_5(d, col, r);
+        HWY_UNROLL(5)
+        for (std::size_t e = 0; e < 5; ++e) t[e * 5 + b] = r[e];
+        if (b >= o && b < o + 4) {  // B^T d[E][O]
+          HWY_UNROLL(5)
+          for (std::size_t e = 0; e < 5; ++e) store(r[e], 25 + e * 4 + b - o);
+        }
+      }
+      HWY_UNROLL(5)
+      for (std::size_t e = 0; e < 5; ++e) {  // (B^T d) B, row by row
+        hn::Vec<D> r[5];
+        input_line_5(d, t + e * 5, r);
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) store(r[f], e * 5 + f);
+      }
+      HWY_UNROLL(4)
+      for (std::size_t i = 0; i < 4; ++i) {  // d[O][E] B and d[O][O], row by row
+        const T* const* row = p + (o + i) * 5;
+        hn::Vec<D> x[5], r[5];
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) x[f] = load(row[f]);
+        input_line_5(d, x, r);
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) store(r[f], 45 + i * 5 + f);
+        HWY_UNROLL(4)
+        for (std::size_t jj = 0; jj < 4; ++jj) store(x[o + jj], 65 + i * 4 + jj);
+      }
+    } else if constexpr (S == 2) {
       hn::Vec<D> t[25];  // B^T d[E][E], column by column (t[e * 5 + f])
       HWY_UNROLL(9)
       for (std::size_t b = 0; b < 9; ++b) {  // B^T down every column of the E rows
@@ -345,7 +387,50 @@ HWY_INLINE void transform_output(const WinoJob<T>& j, std::size_t tile, const T*
     const std::size_t count = std::min(L, width - v * L);
     V y[M * M];
     auto load = [&](std::size_t xi) { return hn::Load(d, m + xi * mstride + v * L); };
-    if constexpr (S == 2) {
+    if constexpr (S == 2 && M == 8) {  // the backward-data form: four 4x4 phases of dx
+      const std::size_t o0 = j.in.odd, e0 = 1 - o0;  // first rows (columns) with one tap, two
+      auto px = [&](std::size_t r0, std::size_t i, std::size_t c0, std::size_t jj) -> V& {
+        return y[(r0 + 2 * i) * 8 + c0 + 2 * jj];
+      };
+      V a[20];  // A^T M_EE, column by column (a[i * 5 + f])
+      HWY_UNROLL(5)
+      for (std::size_t f = 0; f < 5; ++f) {
+        V col[5], o[4];
+        HWY_UNROLL(5)
+        for (std::size_t e = 0; e < 5; ++e) col[e] = load(e * 5 + f);
+        output_line_5(d, col, o);
+        HWY_UNROLL(4)
+        for (std::size_t i = 0; i < 4; ++i) a[i * 5 + f] = o[i];
+      }
+      HWY_UNROLL(4)
+      for (std::size_t i = 0; i < 4; ++i) {
+        V o[4];
+        output_line_5(d, a + i * 5, o);  // (A^T M_EE) A
+        HWY_UNROLL(4)
+        for (std::size_t jj = 0; jj < 4; ++jj) px(e0, i, e0, jj) = o[jj];
+      }
+      HWY_UNROLL(4)
+      for (std::size_t jj = 0; jj < 4; ++jj) {  // A^T M_EO, column by column
+        V col[5], o[4];
+        HWY_UNROLL(5)
+        for (std::size_t e = 0; e < 5; ++e) col[e] = load(25 + e * 4 + jj);
+        output_line_5(d, col, o);
+        HWY_UNROLL(4)
+        for (std::size_t i = 0; i < 4; ++i) px(e0, i, o0, jj) = o[i];
+      }
+      HWY_UNROLL(4)
+      for (std::size_t i = 0; i < 4; ++i) {  // M_OE A and M_OO, row by row
+        V row[5], o[4];
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) row[f] = load(45 + i * 5 + f);
+        output_line_5(d, row, o);
+        HWY_UNROLL(4)
+        for (std::size_t jj = 0; jj < 4; ++jj) {
+          px(o0, i, e0, jj) = o[jj];
+          px(o0, i, o0, jj) = load(65 + i * 4 + jj);
+        }
+      }
+    } else if constexpr (S == 2) {
       V p[20];  // M_EE A + M_EO, row by row (p[e * 4 + j])
       HWY_UNROLL(5)
       for (std::size_t e = 0; e < 5; ++e) {
@@ -593,29 +678,31 @@ void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
           weight_line_5(d, tap(3), tap(5), r);
           for (std::size_t b = 0; b < 5; ++b) store(r[b], 30 + b);
           store(tap(4), 35);
-          continue;
-        }
-        V col[A * 3];  // G g: col[a * 3 + s]
-        for (std::size_t s = 0; s < 3; ++s) {
-          V r[A];
-          weight_line<M>(d, hn::Load(d, g + s * G + v), hn::Load(d, g + (3 + s) * G + v),
-                         hn::Load(d, g + (6 + s) * G + v), r);
-          for (std::size_t a = 0; a < A; ++a) col[a * 3 + s] = r[a];
-        }
-        for (std::size_t a = 0; a < A; ++a) {  // (G g) G^T
-          V r[A];
-          weight_line<M>(d, col[a * 3], col[a * 3 + 1], col[a * 3 + 2], r);
-          for (std::size_t b = 0; b < A; ++b) store(r[b], a * A + b);
+        } else {
+          V col[A * 3];  // G g: col[a * 3 + s]
+          for (std::size_t s = 0; s < 3; ++s) {
+            V r[A];
+            weight_line<M>(d, hn::Load(d, g + s * G + v), hn::Load(d, g + (3 + s) * G + v),
+                           hn::Load(d, g + (6 + s) * G + v), r);
+            for (std::size_t a = 0; a < A; ++a) col[a * 3 + s] = r[a];
+          }
+          for (std::size_t a = 0; a < A; ++a) {  // (G g) G^T
+            V r[A];
+            weight_line<M>(d, col[a * 3], col[a * 3 + 1], col[a * 3 + 2], r);
+            for (std::size_t b = 0; b < A; ++b) store(r[b], a * A + b);
+          }
         }
       }
     }
   });
 }
 
+/// One call: `src` [n][src_h][src_w][len] -> `out` [n][out_h][out_w][outs]; patches start
+/// `pad` pixels before their tile (patch_pixels); `odd`: Patches::odd.
 template <std::size_t M, std::size_t S, class T, class Tile, class At>
-void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t src_w,
-                  std::size_t len, T* out, std::size_t outs, std::size_t pad, const At& at,
-                  const T* bias, bool accumulate, T* ws, const ConvEpilogue<T>* ep = nullptr) {
+void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t src_w, std::size_t len, T* out,
+                  std::size_t out_h, std::size_t out_w, std::size_t outs, std::size_t pad, std::size_t odd,
+                  const At& at, const T* bias, bool accumulate, T* ws, const ConvEpilogue<T>* ep = nullptr) {
   constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows, XI = kXi<M, S>, XU = kURows<M, S>;
   const std::size_t groups = detail::ceil_div(outs, G);
   T* u = ws;
@@ -628,8 +715,7 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
     std::fill(bias_p, bias_p + groups * G, T(0));
     std::copy(bias, bias + outs, bias_p);
   }
-  const Patches<T> in{src, src_h, src_w, len, static_cast<std::ptrdiff_t>(pad), zero,
-                      Grid((src_h + 2 * pad - 3) / S + 1, (src_w + 2 * pad - 3) / S + 1, M)};
+  const Patches<T> in{src, src_h, src_w, len, static_cast<std::ptrdiff_t>(pad), zero, Grid(out_h, out_w, M), odd};
   WinoJob<T> j{in, out, outs, u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_row(len),
                XU * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2, ep};
   // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
@@ -663,9 +749,11 @@ void winograd_forward_t(const Conv2dShape& sh, const T* x, const T* w, const T* 
     return w[((k * sh.c + c) * 3 + r) * 3 + s];
   };
   if (use_tall_tile(sh.c)) {
-    winograd_run<M, S, T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws, ep);
+    winograd_run<M, S, T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.p(), sh.q(), sh.k, sh.pad, 0, at, bias,
+                                             false, ws, ep);
   } else {
-    winograd_run<M, S, T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.k, sh.pad, at, bias, false, ws, ep);
+    winograd_run<M, S, T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.p(), sh.q(), sh.k, sh.pad, 0, at, bias,
+                                              false, ws, ep);
   }
 }
 
@@ -683,12 +771,27 @@ void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T*
   auto at = [&](std::size_t c, std::size_t k, std::size_t r, std::size_t s) {
     return w[((k * sh.c + c) * 3 + (2 - r)) * 3 + (2 - s)];
   };
-  const std::size_t pad = 2 - sh.pad;
+  // Stride 1: a forward convolution of dy with padding 2 - pad. Stride 2: the backward-data
+  // form (M = 8), whose two-tap dx rows are those of the parity of pad: with
+  // e = pad % 2, a tile's patch of dy starts pad' = 1 - (e + pad) / 2 rows above oh / 2 and
+  // its one-tap rows at 1 - e within the patch (winograd.cpp's header).
+  constexpr std::size_t S = M == 8 ? 2 : 1;
+  const std::size_t e = sh.pad % 2;
+  const std::size_t pad = S == 1 ? 2 - sh.pad : 1 - (e + sh.pad) / 2, odd = S == 1 ? 0 : 1 - e;
   if (use_tall_tile(sh.k)) {
-    winograd_run<M, 1, T, ConvTile<T, true>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
+    winograd_run<M, S, T, ConvTile<T, true>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.h, sh.w, sh.c, pad, odd, at,
+                                             nullptr, acc, ws);
   } else {
-    winograd_run<M, 1, T, ConvTile<T, false>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.c, pad, at, nullptr, acc, ws);
+    winograd_run<M, S, T, ConvTile<T, false>>(dy, sh.n, sh.p(), sh.q(), sh.k, dx, sh.h, sh.w, sh.c, pad, odd, at,
+                                              nullptr, acc, ws);
   }
+}
+
+/// Backward-data with tile m (2 or 4) for stride 1, the stride-2 form for stride 2.
+template <class T>
+void winograd_backward_data_any(const Conv2dShape& sh, std::size_t m, const T* dy, const T* w, T* dx, T* ws, bool acc) {
+  if (sh.stride == 2) return winograd_backward_data_t<8>(sh, dy, w, dx, ws, acc);
+  m == 4 ? winograd_backward_data_t<4>(sh, dy, w, dx, ws, acc) : winograd_backward_data_t<2>(sh, dy, w, dx, ws, acc);
 }
 
 // ---- Weight gradient ------------------------------------------------------------------
@@ -1002,11 +1105,11 @@ void winograd_forward_f64(const Conv2dShape& sh, std::size_t m, const double* x,
 }
 void winograd_backward_data_f32(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
                                 float* dx, float* ws, bool acc) {
-  m == 4 ? winograd_backward_data_t<4>(sh, dy, w, dx, ws, acc) : winograd_backward_data_t<2>(sh, dy, w, dx, ws, acc);
+  winograd_backward_data_any(sh, m, dy, w, dx, ws, acc);
 }
 void winograd_backward_data_f64(const Conv2dShape& sh, std::size_t m, const double* dy, const double* w,
                                 double* dx, double* ws, bool acc) {
-  m == 4 ? winograd_backward_data_t<4>(sh, dy, w, dx, ws, acc) : winograd_backward_data_t<2>(sh, dy, w, dx, ws, acc);
+  winograd_backward_data_any(sh, m, dy, w, dx, ws, acc);
 }
 void winograd_backward_weights_f32(const Conv2dShape& sh, std::size_t m, const float* x, const float* dy,
                                    float* dw, float* db, float* ws) {
@@ -1039,7 +1142,7 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
     return round_up(outs, kWinogradMaxGroup) * us * len + round_up(outs, kWinogradMaxGroup) + winograd_row(len) +
            std::max(kWinogradSlots * winograd_slot_size(len, xi), winograd_run_whole_size(len, outs, t, xi, us));
   };
-  if (sh.stride == 2) return one(sh.c, sh.k, 81, 36, tiles(sh.p(), sh.q(), 4));
+  if (sh.stride == 2) return std::max(one(sh.c, sh.k, 81, 36, tiles(sh.p(), sh.q(), 4)), one(sh.k, sh.c, 81, 36, tiles(sh.h, sh.w, 8)));
   auto weights = [&](std::size_t m) {
     return winograd_weight_parts(sh, m) * winograd_weight_partial_size(sh, m) + winograd_row(std::max(sh.c, sh.k)) +
            std::max(kWinogradSlots * winograd_grad_slot_size(sh.c),

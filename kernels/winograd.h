@@ -54,10 +54,10 @@ constexpr std::size_t kWinogradSlots = 64;
 constexpr bool winograd_applies(const Conv2dShape& sh) {
   return sh.r == 3 && sh.s == 3 && sh.stride == 1 && sh.pad <= 2;
 }
-/// The forward pass also for a 3x3 kernel with stride 2 (the stride-2 form, winograd.cpp),
-/// padding at most 2, with 4x4 output tiles only.
-constexpr bool winograd_forward_applies(const Conv2dShape& sh) {
-  return winograd_applies(sh) || (sh.r == 3 && sh.s == 3 && sh.stride == 2 && sh.pad <= 2);
+/// 3x3 kernel, stride 2, padding at most 2: forward and backward-data by the stride-2 forms
+/// (winograd.cpp), with 4x4 output tiles only; the weight gradient is direct.
+constexpr bool winograd_stride2_applies(const Conv2dShape& sh) {
+  return sh.r == 3 && sh.s == 3 && sh.stride == 2 && sh.pad <= 2;
 }
 
 // Weight gradient with MxM tiles (XI = (M+2)^2 = 16 or 36): winograd_weight_parts(sh, M)
@@ -138,7 +138,7 @@ constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
 /// conv2d_automatic_algorithm says. Throws std::invalid_argument when Winograd is asked for
 /// and does not apply.
 std::size_t winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
-/// The same for backward-data (conv2d_automatic_data_algorithm; stride 1 only).
+/// The same for backward-data, which automatic chooses as it does the forward pass.
 std::size_t winograd_data_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
 /// The same for the weight gradient, which automatic chooses by its own rule
 /// (conv2d_automatic_weight_algorithm).

@@ -92,9 +92,7 @@ void register_convs() {
   for (const auto& c : kConvs) {
     const auto g = conv_shape(c);
     auto automatic = [&](Pass pass) {
-      return pass == Pass::forward         ? ok::conv2d_automatic_algorithm(g)
-             : pass == Pass::backward_data ? ok::conv2d_automatic_data_algorithm(g)
-                                           : ok::conv2d_automatic_weight_algorithm(g);
+      return pass == Pass::backward_weights ? ok::conv2d_automatic_weight_algorithm(g) : ok::conv2d_automatic_algorithm(g);
     };
     auto computes = [&](ok::ConvAlgorithm algo, Pass pass) {
       switch (algo) {
@@ -103,7 +101,7 @@ void register_convs() {
         case ok::ConvAlgorithm::winograd: return automatic(pass) != ok::ConvAlgorithm::direct && ok::conv2d_winograd_applies(g);
         default:
           return automatic(pass) != ok::ConvAlgorithm::direct &&
-                 (ok::conv2d_winograd_applies(g) || (pass == Pass::forward && ok::conv2d_winograd_forward_applies(g)));
+                 (ok::conv2d_winograd_applies(g) || (pass != Pass::backward_weights && ok::conv2d_winograd_stride2_applies(g)));
       }
     };
     for (auto [algo, prefix] : {std::pair{ok::ConvAlgorithm::automatic, "conv2d/"},

@@ -22,14 +22,13 @@ using odyssey::kernels::use_target;
 using odyssey::kernels::Conv2dShape;
 using odyssey::kernels::ConvAlgorithm;
 using odyssey::kernels::conv2d_automatic_algorithm;
-using odyssey::kernels::conv2d_automatic_data_algorithm;
 using odyssey::kernels::conv2d_automatic_weight_algorithm;
 using odyssey::kernels::conv2d_backward_data;
 using odyssey::kernels::conv2d_backward_weights;
 using odyssey::kernels::ConvEpilogue;
 using odyssey::kernels::conv2d_forward;
 using odyssey::kernels::conv2d_winograd_applies;
-using odyssey::kernels::conv2d_winograd_forward_applies;
+using odyssey::kernels::conv2d_winograd_stride2_applies;
 using odyssey::kernels::conv2d_workspace_size;
 // batchnorm.h
 using odyssey::kernels::BatchNormShape;

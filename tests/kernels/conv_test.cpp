@@ -69,17 +69,17 @@ const std::vector<ok::Conv2dShape> kShapes = {
     shape(2, 256, 12, 12, 20, 3, 3, 2, 1), shape(4, 250, 12, 12, 500, 3, 3, 2, 1),
 };
 
-// The algorithms that can compute g's forward pass: direct always, both Winograd tiles for
-// 3x3 stride 1, winograd4 (the stride-2 form) for 3x3 stride 2.
+// The algorithms that can compute g's forward and backward-data passes: direct always, both
+// Winograd tiles for 3x3 stride 1, winograd4 (the stride-2 forms) for 3x3 stride 2.
 std::vector<ok::ConvAlgorithm> algorithms(const ok::Conv2dShape& g) {
   if (ok::conv2d_winograd_applies(g))
     return {ok::ConvAlgorithm::direct, ok::ConvAlgorithm::winograd, ok::ConvAlgorithm::winograd4};
-  if (ok::conv2d_winograd_forward_applies(g)) return {ok::ConvAlgorithm::direct, ok::ConvAlgorithm::winograd4};
+  if (ok::conv2d_winograd_stride2_applies(g)) return {ok::ConvAlgorithm::direct, ok::ConvAlgorithm::winograd4};
   return {ok::ConvAlgorithm::direct};
 }
-// What the backward passes run beside a forward pass with `a`: the same, except that the
-// stride-2 form is forward-only (its backward passes are the direct convolution's).
-ok::ConvAlgorithm backward(const ok::Conv2dShape& g, ok::ConvAlgorithm a) {
+// What the weight gradient runs beside the other passes with `a`: the same, except for
+// stride 2, whose weight gradient is the direct convolution's.
+ok::ConvAlgorithm weight_algorithm(const ok::Conv2dShape& g, ok::ConvAlgorithm a) {
   return ok::conv2d_winograd_applies(g) ? a : ok::ConvAlgorithm::direct;
 }
 std::string name(ok::ConvAlgorithm a) {
@@ -117,8 +117,8 @@ Results run(const ok::Conv2dShape& g, const std::vector<double>& x, const std::v
   std::vector<T> y(g.y_size(), nan), dx(g.x_size(), nan), dw(g.w_size(), T(0)), db(g.k, T(0));
   auto ws = odyssey::AlignedBuffer<T>::uninitialized(ok::conv2d_workspace_size(g));
   ok::conv2d_forward(g, xt.data(), wt.data(), bt.data(), y.data(), ws.data(), algo);
-  ok::conv2d_backward_data(g, dyt.data(), wt.data(), dx.data(), ws.data(), false, backward(g, algo));
-  ok::conv2d_backward_weights(g, xt.data(), dyt.data(), dw.data(), db.data(), ws.data(), backward(g, algo));
+  ok::conv2d_backward_data(g, dyt.data(), wt.data(), dx.data(), ws.data(), false, algo);
+  ok::conv2d_backward_weights(g, xt.data(), dyt.data(), dw.data(), db.data(), ws.data(), weight_algorithm(g, algo));
   auto d = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
   return {d(y), d(dx), d(dw), d(db)};
 }
@@ -278,7 +278,8 @@ BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
   for (const auto& g : shapes) cases.emplace_back(g, ok::ConvAlgorithm::direct);
   for (const auto& g : {shapes[0], shape(2, 4, 5, 4, 3, 3, 3, 1, 2)})
     for (const auto algo : {ok::ConvAlgorithm::winograd, ok::ConvAlgorithm::winograd4}) cases.emplace_back(g, algo);
-  // The stride-2 forward form, whose gradients the direct backward passes compute.
+  // The stride-2 forms (the weight gradient direct), padding 0 and 1.
+  cases.emplace_back(shapes[1], ok::ConvAlgorithm::winograd4);
   cases.emplace_back(shapes[2], ok::ConvAlgorithm::winograd4);
   for (const auto& [g, algo] : cases) {
     auto x = ot::random_values(g.x_size(), 11), w = ot::random_values(g.w_size(), 12);
@@ -296,8 +297,8 @@ BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
     std::vector<double> dy(y.size());
     for (std::size_t i = 0; i < y.size(); ++i) dy[i] = R[i];
     std::vector<double> dx(g.x_size()), dw(g.w_size(), 0.0), db(g.k, 0.0);
-    ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data(), false, backward(g, algo));
-    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data(), ws.data(), backward(g, algo));
+    ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data(), false, algo);
+    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data(), ws.data(), weight_algorithm(g, algo));
     for (auto [what, param, grad] : {std::tuple{"dx", &x, &dx}, std::tuple{"dw", &w, &dw},
                                      std::tuple{"db", &b, &db}}) {
       const auto r = ot::check_gradient(name(g) + " " + name(algo) + " " + what, *param, *grad, loss);
@@ -395,7 +396,7 @@ BOOST_AUTO_TEST_CASE(rejects_shapes_that_do_not_fit) {
                                              buf.data(), buf.data(), false, ok::ConvAlgorithm::winograd),
                     std::invalid_argument);
   BOOST_CHECK_THROW(ok::conv2d_backward_data(shape(1, 1, 4, 4, 1, 3, 3, 2, 1), buf.data(), buf.data(),
-                                             buf.data(), buf.data(), false, ok::ConvAlgorithm::winograd4),
+                                             buf.data(), buf.data(), false, ok::ConvAlgorithm::winograd),
                     std::invalid_argument);
   BOOST_CHECK_THROW(ok::conv2d_backward_weights(shape(1, 1, 4, 4, 1, 3, 3, 2, 1), buf.data(), buf.data(),
                                                 buf.data(), nullptr, buf.data(), ok::ConvAlgorithm::winograd4),
@@ -434,19 +435,16 @@ BOOST_AUTO_TEST_CASE(automatic_takes_winograd_for_resnet_3x3_stride_1) {
   BOOST_TEST(weights_is(shape(32, 512, 4, 4, 512, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   BOOST_TEST(weights_is(shape(32, 128, 14, 14, 128, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   BOOST_TEST(weights_is(shape(128, 3, 32, 32, 64, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
-  // Stride 2: the forward form where 4x4 tiles fit (ResNet-18's 16, 8 and 4 pixel outputs
-  // at batch 128 and 32, Fashion-MNIST's 14 and 7), with at least 128 tiles; the backward
-  // passes direct.
+  // Stride 2: the stride-2 forms where 4x4 tiles fit (ResNet-18's 16, 8 and 4 pixel outputs
+  // at batch 128 and 32, Fashion-MNIST's 14 and 7), with at least 128 tiles; the weight
+  // gradient direct.
   BOOST_TEST(is(shape(128, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
   BOOST_TEST(is(shape(128, 256, 8, 8, 512, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
   BOOST_TEST(is(shape(32, 64, 28, 28, 128, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
   BOOST_TEST(is(shape(32, 256, 8, 8, 512, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
   BOOST_TEST(is(shape(1, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
   BOOST_TEST(is(shape(128, 3, 32, 32, 64, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
-  BOOST_TEST((ok::conv2d_automatic_data_algorithm(shape(128, 64, 32, 32, 128, 3, 3, 2, 1)) == ok::ConvAlgorithm::direct));
   BOOST_TEST(weights_is(shape(128, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
-  BOOST_TEST((ok::conv2d_automatic_data_algorithm(shape(128, 64, 32, 32, 64, 3, 3, 1, 1)) ==
-              ok::ConvAlgorithm::winograd4));
   // 1x1 outputs (layer 4 of an 8x8 input): a quarter of each Winograd tile would be used.
   BOOST_TEST(is(shape(2, 32, 1, 1, 32, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
   BOOST_TEST(is(shape(2, 32, 2, 2, 32, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));

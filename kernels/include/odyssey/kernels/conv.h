@@ -39,18 +39,15 @@ enum class ConvAlgorithm { automatic, direct, winograd, winograd4 };
 /// Whether ConvAlgorithm::winograd and winograd4 can compute all three passes of `shape`
 /// (3x3, stride 1, padding <= 2).
 bool conv2d_winograd_applies(const Conv2dShape& shape);
-/// Whether ConvAlgorithm::winograd4 can compute `shape`'s forward pass: the shapes above, and
-/// 3x3 kernels with stride 2 and padding <= 2 (a polyphase form with 4x4 output tiles,
-/// 5.06 multiplies per output against 9; its backward passes run direct).
-bool conv2d_winograd_forward_applies(const Conv2dShape& shape);
-/// What ConvAlgorithm::automatic runs for `shape`'s forward pass (direct, winograd or
-/// winograd4). For stride 2: winograd4 where both channel counts are at least 16, 4x4
-/// tiles fit the output (at most 0.75x the direct convolution's multiplies) and the call
-/// has at least 128 of them.
+/// Whether ConvAlgorithm::winograd4 computes the forward and backward-data passes of `shape`
+/// by a stride-2 form: 3x3 kernels with stride 2 and padding <= 2 (polyphase, 4x4 output
+/// tiles, 5.06 multiplies per output against 9; the weight gradient runs direct).
+bool conv2d_winograd_stride2_applies(const Conv2dShape& shape);
+/// What ConvAlgorithm::automatic runs for `shape`'s forward and backward-data passes
+/// (direct, winograd or winograd4). For stride 2: winograd4 where both channel counts are
+/// at least 16, 4x4 tiles fit the output (at most 0.75x the direct convolution's
+/// multiplies) and the forward pass has at least 128 of them.
 ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& shape);
-/// What ConvAlgorithm::automatic runs for `shape`'s backward-data pass: the forward pass's
-/// choice for stride 1, direct otherwise.
-ConvAlgorithm conv2d_automatic_data_algorithm(const Conv2dShape& shape);
 /// What ConvAlgorithm::automatic runs for `shape`'s weight gradient.
 ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& shape);
 
