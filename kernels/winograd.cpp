@@ -1,5 +1,6 @@
 // Winograd convolution on channels-last activations (Lavin & Gray, 2015): F(2x2, 3x3) and
-// F(4x4, 3x3), each for all three passes.
+// F(4x4, 3x3), each for all three passes, and stride-2 forms for the forward and
+// backward-data passes of stride-2 3x3 convolutions.
 //
 // Every MxM output tile is Y = A^T [ U (.) V ] A, with V = B^T d B the transformed (M+2)x(M+2)
 // input patch d (one per channel) and U = G g G^T the transformed 3x3 kernel g (one per
@@ -43,9 +44,16 @@
 //         | 0 -1  0  1  0 |       | 1/6   1/3 |         | 0  1 -1  8  1 |
 //         | 0  2 -1 -2  1 |       |  0     1  |
 // (interpolation points 0, 1, -1, 2 and infinity; B^T's rows scaled to integers, G's by the
-// inverse). Y = A^T (M_EE A + M_EO) + M_OE A + M_OO. Forward only: backward-data of a
-// stride-2 convolution scatters each dy pixel into a 3x3 window of dx, a different shape
-// of problem, and stays direct.
+// inverse). Y = A^T (M_EE A + M_EO) + M_OE A + M_OO.
+//
+// Its backward-data form is the transpose, per 8x8 tile of dx (template tile M = 8): dx row
+// i receives dy row oh through tap r where i + pad = 2 oh + r, so the rows with i + pad even
+// take taps 2 and 0 of two adjacent dy rows (F(4, 2) with the kernel turned) and the others
+// tap 1 of one. The tile's four 4x4 phases all read one 5x5 patch d of dy, with the same
+// EE / EO / OE / OO split (the one-tap rows and columns at offset Patches::odd in it): 81
+// products, the forward form's 36 weights of the turned kernel, and four 4x4 outputs
+// A^T M_EE A, A^T M_EO, M_OE A, M_OO written to their rows and columns of dx. No two tiles
+// write the same dx pixel. The weight gradient of stride 2 stays direct.
 //
 // Backward-data of a stride-1 3x3 convolution is itself one: dx = conv(dy, w') with padding
 // 2 - pad and w'[c][k][r][s] = w[k][c][2-r][2-s], so both passes run the code below.

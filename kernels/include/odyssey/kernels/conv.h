@@ -27,13 +27,15 @@ struct Conv2dShape {
 /// How the three passes compute a convolution. `direct`: the implicit GEMM, any
 /// shape. `winograd`: F(2x2, 3x3), 3x3 kernels with stride 1 and padding <= 2 only (2.25x
 /// fewer multiplies). `winograd4`: F(4x4, 3x3), the same shapes (4x fewer multiplies,
-/// somewhat larger rounding errors). `automatic` takes Winograd where it applies, both
+/// somewhat larger rounding errors), and for 3x3 kernels with stride 2 the forward and
+/// backward-data passes by polyphase forms with 4x4 output tiles (1.78x fewer multiplies;
+/// conv2d_winograd_stride2_applies). `automatic` takes Winograd where it applies, both
 /// channel counts are at least 16 (below that the transforms cost more than they save) and
 /// both output extents at least 2, the direct convolution elsewhere; of the two Winograd
 /// tiles, forward and backward-data take F(4x4, 3x3) where 4x4 tiles fit the output (at
 /// most 0.65x F(2x2, 3x3)'s multiplies) and the call has at least 128 of them, F(2x2, 3x3)
-/// otherwise; the weight gradient has its own rule (conv2d_automatic_weight_algorithm). The
-/// choice depends on the shape alone.
+/// otherwise; for stride 2, see conv2d_automatic_algorithm; the weight gradient has its own
+/// rule (conv2d_automatic_weight_algorithm). The choice depends on the shape alone.
 enum class ConvAlgorithm { automatic, direct, winograd, winograd4 };
 
 /// Whether ConvAlgorithm::winograd and winograd4 can compute all three passes of `shape`
