@@ -357,11 +357,12 @@ void check(const Conv2dShape& sh) {
                                 std::to_string(sh.pad) + "); kernels up to 64 taps");
 }
 
-// ConvAlgorithm::automatic for a stride-2 forward pass: the stride-2 form (winograd4) where
-// both channel counts reach 16, its 81 products per 4x4 tile are at most 0.75x the direct
-// convolution's 9 per output (0.5625x where the tiles fit exactly, 0.73x at 14x14 and
-// 7x7), and the call has at least 128 tiles to amortise its transformed weights (36 per
-// channel pair, 4x the kernel, written and read once per call); the direct convolution
+// ConvAlgorithm::automatic for the forward and backward-data passes of a stride-2
+// convolution: the stride-2 forms (winograd4) where both channel counts reach 16, 81
+// products per 4x4 output tile are at most 0.75x the direct convolution's 9 per output
+// (0.5625x where the tiles fit exactly, 0.73x at 14x14 and 7x7), and the forward pass has
+// at least 128 tiles to amortise the transformed weights (36 per channel pair, 4x the
+// kernel, written and read once per call; measured, DESIGN.md); the direct convolution
 // elsewhere. The shape alone decides.
 ConvAlgorithm automatic_stride2(const Conv2dShape& sh) {
   if (!detail::winograd_stride2_applies(sh) || sh.c < 16 || sh.k < 16 || sh.p() < 2 || sh.q() < 2)
@@ -441,9 +442,6 @@ std::size_t winograd_tile_of(const Conv2dShape& sh, ConvAlgorithm algorithm, boo
 std::size_t detail::winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
   return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_algorithm(sh) : algorithm, true);
 }
-std::size_t detail::winograd_data_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_algorithm(sh) : algorithm, true);
-}
 std::size_t detail::winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
   return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_weight_algorithm(sh) : algorithm,
                           false);
@@ -470,14 +468,14 @@ void conv2d_forward(const Conv2dShape& sh, const double* x, const double* w, con
 void conv2d_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
                           float* ws, bool accumulate, ConvAlgorithm algorithm) {
   check(sh);
-  if (const std::size_t m = detail::winograd_data_tile(sh, algorithm))
+  if (const std::size_t m = detail::winograd_tile(sh, algorithm))
     return detail::winograd_backward_data(sh, m, dy, w, dx, ws, accumulate);
   HWY_DYNAMIC_DISPATCH(conv_backward_data_f32)(sh, dy, w, dx, ws, accumulate);
 }
 void conv2d_backward_data(const Conv2dShape& sh, const double* dy, const double* w, double* dx,
                           double* ws, bool accumulate, ConvAlgorithm algorithm) {
   check(sh);
-  if (const std::size_t m = detail::winograd_data_tile(sh, algorithm))
+  if (const std::size_t m = detail::winograd_tile(sh, algorithm))
     return detail::winograd_backward_data(sh, m, dy, w, dx, ws, accumulate);
   HWY_DYNAMIC_DISPATCH(conv_backward_data_f64)(sh, dy, w, dx, ws, accumulate);
 }

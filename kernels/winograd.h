@@ -133,13 +133,11 @@ constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
   return round_up((f2 > f4 ? f2 : f4) * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);
 }
 
-/// The Winograd output tile a forward call with `algorithm` runs for `sh`: 2 (F(2x2, 3x3)),
-/// 4 (F(4x4, 3x3), or the stride-2 form) or 0 (the direct convolution); automatic: what
+/// The Winograd output tile a forward or backward-data call with `algorithm` runs for `sh`:
+/// 2 (F(2x2, 3x3)), 4 (F(4x4, 3x3), or the stride-2 forms) or 0 (the direct convolution); automatic: what
 /// conv2d_automatic_algorithm says. Throws std::invalid_argument when Winograd is asked for
 /// and does not apply.
 std::size_t winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
-/// The same for backward-data, which automatic chooses as it does the forward pass.
-std::size_t winograd_data_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
 /// The same for the weight gradient, which automatic chooses by its own rule
 /// (conv2d_automatic_weight_algorithm).
 std::size_t winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm);
@@ -148,8 +146,8 @@ std::size_t winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm)
 /// stride 2: the forward pass of the stride-2 form).
 std::size_t winograd_workspace_size(const Conv2dShape& sh);
 
-/// Forward and backward-data with output tiles of m x m (2 or 4); forward with stride 2 runs
-/// the stride-2 form (m = 4).
+/// Forward and backward-data with output tiles of m x m (2 or 4); with stride 2 they run
+/// the stride-2 forms (m = 4).
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
                       const float* bias, float* y, float* ws, const ConvEpilogue<float>* epilogue = nullptr);
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,

@@ -85,7 +85,7 @@ void register_convs() {
   // conv2d/...: what a layer runs (ConvAlgorithm::automatic). Where automatic takes
   // Winograd, the others that compute the pass, for the comparison: conv2d_direct/...,
   // conv2d_winograd/... (F(2x2, 3x3), stride 1) and conv2d_winograd4/... (F(4x4, 3x3), or
-  // the stride-2 forward form). GFLOP/s count the direct convolution's FLOPs (2 x N x P x Q x
+  // the stride-2 forms). GFLOP/s count the direct convolution's FLOPs (2 x N x P x Q x
   // K x C x R x S) either way.
   const std::pair<Pass, const char*> passes[] = {
       {Pass::forward, "fwd"}, {Pass::backward_data, "bwd_data"}, {Pass::backward_weights, "bwd_weights"}};

@@ -60,7 +60,7 @@ const std::vector<ok::Conv2dShape> kShapes = {
     // Weight gradients whose reduction is cut into parts summed separately, then in order
     // (kernels/weight_parts.h): 6 parts direct and 3 Winograd; 3 parts for the strided 1x1.
     shape(8, 19, 30, 30, 21, 3, 3, 1, 1), shape(8, 13, 30, 30, 9, 1, 1, 2, 0),
-    // The stride-2 forward form (and the stride-2 3x3 shapes above): partial 4x4 tiles
+    // The stride-2 forms (and the stride-2 3x3 shapes above): partial 4x4 and 8x8 tiles
     // (odd outputs, padding 0 and 2) over several blocks; blocks that stream their weights
     // (64 channels on AVX-512, 256 on AVX2 with the tall tile); more than 4 Mi transformed
     // weights, run whole.
@@ -311,7 +311,7 @@ BOOST_AUTO_TEST_CASE(bitwise_identical_across_thread_counts_and_runs) {
   // Large enough that every pass splits into many parallel tasks (the first streams the
   // Winograd weights on AVX-512); the second cuts its weight gradients into parts (6 direct,
   // 3 Winograd).
-  // The third runs the stride-2 form in several blocks.
+  // The third runs the stride-2 forms in several blocks.
   for (const auto& g : {shape(4, 64, 16, 16, 64, 3, 3, 1, 1), shape(8, 19, 30, 30, 21, 3, 3, 1, 1),
                         shape(4, 64, 32, 32, 64, 3, 3, 2, 1)}) {
     const auto x = ot::random_values(g.x_size(), 21), w = ot::random_values(g.w_size(), 22);
@@ -355,7 +355,7 @@ BOOST_AUTO_TEST_CASE(winograd_error_against_double_reference) {
   };
   for (const auto& g : {shape(2, 64, 32, 32, 64, 3, 3, 1, 1), shape(2, 128, 16, 16, 128, 3, 3, 1, 1),
                         shape(2, 256, 8, 8, 256, 3, 3, 1, 1), shape(2, 512, 4, 4, 512, 3, 3, 1, 1),
-                        // the stride-2 layers (forward by the stride-2 form)
+                        // the stride-2 layers (forward and backward-data by the stride-2 forms)
                         shape(2, 64, 32, 32, 128, 3, 3, 2, 1), shape(2, 128, 16, 16, 256, 3, 3, 2, 1),
                         shape(2, 256, 8, 8, 512, 3, 3, 2, 1)}) {
     const auto x = ot::random_values(g.x_size(), 31), w = ot::random_values(g.w_size(), 32);
