@@ -11,8 +11,9 @@ namespace odyssey::kernels::detail {
 
 // Workspace layout, the same for every SIMD target (sized for the largest of them).
 // Forward and backward-data (len source channels, outs output channels, xi = (M+2)^2 = 16
-// for F(2x2, 3x3) and 36 for F(4x4, 3x3)):
-//   U: transformed weights [groups][xi][len][group width], round_up(outs, 64) * xi * len
+// for F(2x2, 3x3) and 36 for F(4x4, 3x3), 81 for the stride-2 forms; U rows us = xi, or 36
+// for the stride-2 forms):
+//   U: transformed weights [groups][us][len][group width], round_up(outs, 64) * us * len
 //   bias: round_up(outs, 64); a row of winograd_row(len) zeros
 //   kWinogradSlots slots of: transformed input [block tiles][xi][row], then the GEMM
 //   results, [xi][block tiles][group width] (when one group's transformed weights exceed
