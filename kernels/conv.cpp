@@ -411,7 +411,11 @@ ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
 }
 
 ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
-  if (!detail::winograd_applies(sh)) return ConvAlgorithm::direct;  // stride 2 included
+  // Stride 2: the same rule as the other passes. Measured on Zen 3 (AVX2, perf/README.md v15):
+  // the stride-2 form's weight gradient is 1.2-1.5x faster than direct at l2/l3/l4_down at
+  // batch 128 and at l2/l3_down at batch 32 (512 and 128 tiles).
+  if (sh.stride == 2) return automatic_stride2(sh);
+  if (!detail::winograd_applies(sh)) return ConvAlgorithm::direct;
   const ConvAlgorithm a = conv2d_automatic_algorithm(sh);
   if (a == ConvAlgorithm::direct) return a;
   // F(4x4, 3x3) where its tiles fit the output as for the other passes and the reduction
@@ -425,12 +429,11 @@ ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
 }
 
 namespace {
-std::size_t winograd_tile_of(const Conv2dShape& sh, ConvAlgorithm algorithm, bool data_pass) {
+std::size_t winograd_tile_of(const Conv2dShape& sh, ConvAlgorithm algorithm) {
   if (algorithm == ConvAlgorithm::direct) return 0;
-  if (!(detail::winograd_applies(sh) || (data_pass && detail::winograd_stride2_applies(sh))))
-    throw std::invalid_argument(std::string("conv2d: the Winograd algorithm needs a 3x3 kernel, stride 1 ") +
-                                (data_pass ? "(or 2, with winograd4)" : "(the weight gradient)") +
-                                " and padding <= 2 (got " + std::to_string(sh.r) + "x" + std::to_string(sh.s) +
+  if (!(detail::winograd_applies(sh) || detail::winograd_stride2_applies(sh)))
+    throw std::invalid_argument("conv2d: the Winograd algorithm needs a 3x3 kernel, stride 1 (or 2, with winograd4) "
+                                "and padding <= 2 (got " + std::to_string(sh.r) + "x" + std::to_string(sh.s) +
                                 ", stride " + std::to_string(sh.stride) + ", pad " + std::to_string(sh.pad) + ")");
   if (sh.stride == 2 && algorithm != ConvAlgorithm::winograd4)
     throw std::invalid_argument("conv2d: a stride-2 convolution runs Winograd with 4x4 output tiles only "
@@ -440,11 +443,10 @@ std::size_t winograd_tile_of(const Conv2dShape& sh, ConvAlgorithm algorithm, boo
 }  // namespace
 
 std::size_t detail::winograd_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_algorithm(sh) : algorithm, true);
+  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_algorithm(sh) : algorithm);
 }
 std::size_t detail::winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_weight_algorithm(sh) : algorithm,
-                          false);
+  return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_weight_algorithm(sh) : algorithm);
 }
 
 void conv2d_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,

@@ -1,6 +1,6 @@
 // Winograd convolution on channels-last activations (Lavin & Gray, 2015): F(2x2, 3x3) and
-// F(4x4, 3x3), each for all three passes, and stride-2 forms for the forward and
-// backward-data passes of stride-2 3x3 convolutions.
+// F(4x4, 3x3), each for all three passes, and stride-2 forms for the three passes of
+// stride-2 3x3 convolutions.
 //
 // Every MxM output tile is Y = A^T [ U (.) V ] A, with V = B^T d B the transformed (M+2)x(M+2)
 // input patch d (one per channel) and U = G g G^T the transformed 3x3 kernel g (one per
@@ -53,7 +53,13 @@
 // EE / EO / OE / OO split (the one-tap rows and columns at offset Patches::odd in it): 81
 // products, the forward form's 36 weights of the turned kernel, and four 4x4 outputs
 // A^T M_EE A, A^T M_EO, M_OE A, M_OO written to their rows and columns of dx. No two tiles
-// write the same dx pixel. The weight gradient of stride 2 stays direct.
+// write the same dx pixel.
+//
+// Its weight gradient differentiates the forward form: per 4x4 tile of dy (dY), the
+// gradients of the four products are A dY A^T (EE, 5x5), A dY (EO, 5x4), dY A^T (OE, 4x5)
+// and dY (OO), each multiplied by the same xi of the forward form's input transform; the
+// products of one U row (all 4 of an EO or OE row, all 16 of OO) sum into one dU row, and
+// G^T takes the 36 rows back to the nine taps (see kernel_gradient).
 //
 // Backward-data of a stride-1 3x3 convolution is itself one: dx = conv(dy, w') with padding
 // 2 - pad and w'[c][k][r][s] = w[k][c][2-r][2-s], so both passes run the code below.
@@ -807,24 +813,26 @@ void winograd_backward_data_any(const Conv2dShape& sh, std::size_t m, const T* d
 // With Y = A^T [sum_c U (.) V] A, the gradient of the (M+2)x(M+2) product for output
 // channel k is Z = A dY A^T (dY: the tile's MxM output gradient, zero past the image), so
 //   dU[xi][c][k] = sum over tiles of V[xi][c] * Z[xi][k]   ((M+2)^2 GEMMs reducing over tiles)
-//   dw[k][c] += G^T dU[c][k] G.
+//   dw[k][c] += G^T dU[c][k] G
+// (the stride-2 form: 81 GEMMs into its 36 U rows, the header's split).
 // A task owns 64 output channels (one or more register groups) for one part of the tiles
-// (all input channels, all (M+2)^2 xi), and walks its tiles in sub-chunks of a fixed size,
+// (all input channels, all U rows), and walks its tiles in sub-chunks of a fixed size,
 // transforming the sub-chunk's V and Z (its channels) into its slot: every dU element is
 // summed by one task in one fixed order, so the result does not depend on the thread count.
 
-/// Prefetches the cache lines of channels [c_begin, c_begin + count) of the lower right MxM
-/// pixels of `tile`'s (M+2)x(M+2) patch: the rest of it belongs to the tiles before it in
-/// the same row and the row above, prefetched with them.
-template <std::size_t M, class T>
+/// Prefetches the cache lines of channels [c_begin, c_begin + count) of the lower right
+/// S*M x S*M pixels of `tile`'s patch (kSide per side): the rest of it belongs to the tiles
+/// before it in the same row and the row above, prefetched with them.
+template <std::size_t M, std::size_t S, class T>
 HWY_INLINE void prefetch_patch(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, std::size_t count) {
   const Grid::Tile at = pt.grid.at(tile);
-  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(at.oh) - pt.pad, v0 = static_cast<std::ptrdiff_t>(at.ow) - pt.pad;
+  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(S * at.oh) - pt.pad;
+  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(S * at.ow) - pt.pad;
   const std::size_t n = at.n;
   constexpr std::size_t kLine = 64 / sizeof(T);
-  constexpr std::ptrdiff_t A = M + 2;
-  for (std::ptrdiff_t u = std::max<std::ptrdiff_t>(u0 + 2, 0); u < std::min<std::ptrdiff_t>(u0 + A, static_cast<std::ptrdiff_t>(pt.h)); ++u)
-    for (std::ptrdiff_t w = std::max<std::ptrdiff_t>(v0 + 2, 0); w < std::min<std::ptrdiff_t>(v0 + A, static_cast<std::ptrdiff_t>(pt.w)); ++w) {
+  constexpr std::ptrdiff_t A = kSide<M, S>, kNew = A - static_cast<std::ptrdiff_t>(S * M);
+  for (std::ptrdiff_t u = std::max<std::ptrdiff_t>(u0 + kNew, 0); u < std::min<std::ptrdiff_t>(u0 + A, static_cast<std::ptrdiff_t>(pt.h)); ++u)
+    for (std::ptrdiff_t w = std::max<std::ptrdiff_t>(v0 + kNew, 0); w < std::min<std::ptrdiff_t>(v0 + A, static_cast<std::ptrdiff_t>(pt.w)); ++w) {
       const T* p = pt.src + ((n * pt.h + static_cast<std::size_t>(u)) * pt.w + static_cast<std::size_t>(w)) * pt.len + c_begin;
       for (std::size_t c = 0; c < count; c += kLine) hwy::Prefetch(p + c);
     }
@@ -860,10 +868,26 @@ HWY_INLINE void grad_line_6(D d, const V* HWY_RESTRICT y, V* HWY_RESTRICT r) {
   r[5] = y[3];
 }
 
+/// r = A y for one line y of 4 values of a stride-2 form's output gradient (A = (A^T)^T of
+/// F(4, 2), 5x4: rows (1 0 0 0), (1 1 1 1), (1 -1 1 -1), (1 2 4 8), (0 0 0 1)).
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void grad_line_5(D d, const V* HWY_RESTRICT y, V* HWY_RESTRICT r) {
+  using T = hn::TFromD<D>;
+  const V two = hn::Set(d, T(2));
+  const V e = hn::Add(y[0], y[2]), o = hn::Add(y[1], y[3]);
+  r[0] = y[0];
+  r[1] = hn::Add(e, o);
+  r[2] = hn::Sub(e, o);
+  r[3] = hn::MulAdd(two, hn::MulAdd(two, hn::MulAdd(two, y[3], y[2]), y[1]), y[0]);  // y0 + 2 y1 + 4 y2 + 8 y3
+  r[4] = y[3];
+}
+
 /// z[xi * xi_stride + j] = (A dY A^T)[xi] for output channels grp*G + j, j < G (zero past
 /// `width`), of `tile` of dy [n][out_h][out_w][outs] (dY: its MxM output gradient, zero
-/// past the output).
-template <std::size_t M, class Tile, class T>
+/// past the output). For the stride-2 form (S = 2, M = 4), Y = A^T (M_EE A + M_EO) + M_OE A
+/// + M_OO gives the gradients of its four products in transform_input's layout: EE A dY A^T
+/// at e * 5 + f, EO A dY at 25 + e * 4 + j, OE dY A^T at 45 + i * 5 + f, OO dY at 65 + i * 4 + j.
+template <std::size_t M, std::size_t S, class Tile, class T>
 HWY_INLINE void transform_grad(const T* dy, const Grid& grid, std::size_t outs, std::size_t tile,
                                std::size_t grp, std::size_t width, const T* zero, T* HWY_RESTRICT z,
                                std::size_t xi_stride) {
@@ -883,7 +907,41 @@ HWY_INLINE void transform_grad(const T* dy, const Grid& grid, std::size_t outs, 
       if (lanes == 0) return hn::Zero(d);
       return lanes == L ? hn::LoadU(d, q + v * L) : load_n(d, q + v * L, lanes);
     };
-    if constexpr (M == 2) {
+    auto store = [&](V x, std::size_t xi) { hn::Store(x, d, z + xi * xi_stride + v * L); };
+    if constexpr (S == 2) {
+      static_assert(M == 4);
+      V t[20];  // A dY, column by column (t[e * 4 + j]): also the EO gradient
+      HWY_UNROLL(4)
+      for (std::size_t jj = 0; jj < 4; ++jj) {
+        V col[4], r[5];
+        HWY_UNROLL(4)
+        for (std::size_t i = 0; i < 4; ++i) col[i] = load(p[i * 4 + jj]);
+        grad_line_5(d, col, r);
+        HWY_UNROLL(5)
+        for (std::size_t e = 0; e < 5; ++e) {
+          t[e * 4 + jj] = r[e];
+          store(r[e], 25 + e * 4 + jj);
+        }
+      }
+      HWY_UNROLL(5)
+      for (std::size_t e = 0; e < 5; ++e) {  // (A dY) A^T, row by row
+        V r[5];
+        grad_line_5(d, t + e * 4, r);
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) store(r[f], e * 5 + f);
+      }
+      HWY_UNROLL(4)
+      for (std::size_t i = 0; i < 4; ++i) {  // dY A^T and dY, row by row
+        V row[4], r[5];
+        HWY_UNROLL(4)
+        for (std::size_t jj = 0; jj < 4; ++jj) row[jj] = load(p[i * 4 + jj]);
+        grad_line_5(d, row, r);
+        HWY_UNROLL(5)
+        for (std::size_t f = 0; f < 5; ++f) store(r[f], 45 + i * 5 + f);
+        HWY_UNROLL(4)
+        for (std::size_t jj = 0; jj < 4; ++jj) store(row[jj], 65 + i * 4 + jj);
+      }
+    } else if constexpr (M == 2) {
       const auto y00 = load(p[0]), y01 = load(p[1]), y10 = load(p[2]), y11 = load(p[3]);
       // A dY: rows (y0), (y0 + y1), (y0 - y1), (-y1) of the 2x2 tile's two rows y0, y1.
       const V a0[4] = {y00, hn::Add(y00, y10), hn::Sub(y00, y10), hn::Neg(y10)};
@@ -927,50 +985,87 @@ struct WinoGradJob {
   std::size_t kp, sub_tiles;
 };
 
+/// The products whose weight U row `r` is (u_row's inverse): `count` xi from `first`, `step`
+/// apart. Stride 1: xi = r. The stride-2 form: EE r; EO (e, j) for all j; OE (i, f) for all
+/// i; OO all 16.
+struct XiRun {
+  std::size_t first, count, step;
+};
+template <std::size_t M, std::size_t S>
+constexpr XiRun xi_of_row(std::size_t r) {
+  if constexpr (S == 1) {
+    return {r, 1, 1};
+  } else {
+    return r < 25 ? XiRun{r, 1, 1} : r < 30 ? XiRun{25 + (r - 25) * 4, 4, 1} : r < 35 ? XiRun{45 + (r - 30), 4, 5} : XiRun{65, 16, 1};
+  }
+}
+/// Every xi lies in the run of its own U row, once.
+template <std::size_t M, std::size_t S>
+constexpr bool xi_runs_cover() {
+  std::size_t seen[kXi<M, S>] = {};
+  for (std::size_t r = 0; r < kURows<M, S>; ++r) {
+    const XiRun run = xi_of_row<M, S>(r);
+    for (std::size_t i = 0; i < run.count; ++i) {
+      const std::size_t xi = run.first + i * run.step;
+      if (xi >= kXi<M, S> || u_row<M, S>(xi) != r) return false;
+      ++seen[xi];
+    }
+  }
+  for (const std::size_t n : seen)
+    if (n != 1) return false;
+  return true;
+}
+static_assert(xi_runs_cover<2, 1>() && xi_runs_cover<4, 1>() && xi_runs_cover<4, 2>());
+
 /// dU for the output channels [tg*TG, tg*TG + TG) (TG = kWinogradMaxGroup: one or more
-/// register groups of G), every input channel and all XI = (M+2)^2 xi, summed over tiles
-/// [t_begin, t_end) (at least one) into `du` ([XI][C][kp]).
-template <std::size_t M, class Tile, class T>
+/// register groups of G), every input channel and all XU U rows, summed over tiles
+/// [t_begin, t_end) (at least one) into `du` ([XU][C][kp]); a U row shared by several
+/// products (the stride-2 form) sums their GEMMs in xi order.
+template <std::size_t M, std::size_t S, class Tile, class T>
 HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::size_t tg, std::size_t t_begin,
                                         std::size_t t_end, T* slot) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
-  constexpr std::size_t TG = detail::kWinogradMaxGroup, XI = (M + 2) * (M + 2);
+  constexpr std::size_t TG = detail::kWinogradMaxGroup, XI = kXi<M, S>, XU = kURows<M, S>;
   static_assert(TG % G == 0);
   const Conv2dShape& sh = *j.sh;
-  const std::size_t C = sh.c, crow = detail::winograd_row(C), S = j.sub_tiles;
+  const std::size_t C = sh.c, crow = detail::winograd_row(C), ST = j.sub_tiles;
   const std::size_t k_begin = tg * TG, width = std::min(TG, sh.k - k_begin), subgroups = detail::ceil_div(width, G);
-  T* v = slot;                  // [XI][S][crow]
-  T* z = slot + XI * S * crow;  // [XI][S][TG]
+  T* v = slot;                   // [XI][ST][crow]
+  T* z = slot + XI * ST * crow;  // [XI][ST][TG]
   const Patches<T>& pt = j.x;
-  for (std::size_t s0 = t_begin; s0 < t_end; s0 += S) {
-    const std::size_t nt = std::min(S, t_end - s0);
+  for (std::size_t s0 = t_begin; s0 < t_end; s0 += ST) {
+    const std::size_t nt = std::min(ST, t_end - s0);
     for (std::size_t t = 0; t < nt; ++t) {
-      transform_input<M, 1>(d, pt, s0 + t, 0, C, v + t * crow, S * crow);
+      transform_input<M, S>(d, pt, s0 + t, 0, C, v + t * crow, ST * crow);
       for (std::size_t sg = 0; sg < subgroups; ++sg)
-        transform_grad<M, Tile>(j.dy, pt.grid, sh.k, s0 + t, k_begin / G + sg, std::min(G, width - sg * G), pt.zero,
-                             z + t * TG + sg * G, S * TG);
+        transform_grad<M, S, Tile>(j.dy, pt.grid, sh.k, s0 + t, k_begin / G + sg, std::min(G, width - sg * G),
+                                   pt.zero, z + t * TG + sg * G, ST * TG);
     }
     // The GEMMs below are compute-bound and touch only the slot; meanwhile, prefetch what
     // the next sub-chunk's transforms read (a burst of loads with little arithmetic, which
-    // otherwise waits on memory), a few tiles per xi.
-    const std::size_t next = s0 + S, next_end = std::min(t_end, next + S);
-    const std::size_t per_xi = detail::ceil_div(S, XI);
-    for (std::size_t xi = 0; xi < XI; ++xi) {
-      for (std::size_t t = next + xi * per_xi; t < std::min(next_end, next + (xi + 1) * per_xi); ++t) {
-        prefetch_patch<M>(pt, t, 0, C);
+    // otherwise waits on memory), a few tiles per U row.
+    const std::size_t next = s0 + ST, next_end = std::min(t_end, next + ST);
+    const std::size_t per_row = detail::ceil_div(ST, XU);
+    for (std::size_t r = 0; r < XU; ++r) {
+      for (std::size_t t = next + r * per_row; t < std::min(next_end, next + (r + 1) * per_row); ++t) {
+        prefetch_patch<M, S>(pt, t, 0, C);
         prefetch_grad(j.dy, pt.grid, sh.k, t, k_begin, width);
       }
+      const XiRun run = xi_of_row<M, S>(r);
       for (std::size_t sg = 0; sg < subgroups; ++sg)
         for (std::size_t c0 = 0; c0 < C; c0 += MR) {
           const std::size_t mr = std::min(MR, C - c0);
-          T* out = du + (xi * sh.c + c0) * j.kp + k_begin + sg * G;
+          T* out = du + (r * sh.c + c0) * j.kp + k_begin + sg * G;
           hn::Vec<decltype(d)> acc[MR * NV];
           for (std::size_t i = 0; i < MR; ++i)
             for (std::size_t k = 0; k < NV; ++k)
               acc[i * NV + k] = s0 == t_begin || i >= mr ? hn::Zero(d) : hn::Load(d, out + i * j.kp + k * L);
           // Rows past mr read the slot's padding or the next channels: computed, never stored.
-          tile_pixels<MR, NV, true>(d, v + xi * S * crow + c0, crow, z + xi * S * TG + sg * G, TG, nt, G, acc);
+          for (std::size_t q = 0; q < run.count; ++q) {
+            const std::size_t xi = run.first + q * run.step;
+            tile_pixels<MR, NV, true>(d, v + xi * ST * crow + c0, crow, z + xi * ST * TG + sg * G, TG, nt, G, acc);
+          }
           for (std::size_t i = 0; i < mr; ++i)
             for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
         }
@@ -979,36 +1074,39 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
 }
 
 /// The whole-transform weight gradient (winograd_weights_whole): V [XI][tiles][crow] and Z
-/// [XI][tiles][kp] of every tile, transformed in blocks of tiles; then one task per xi and
-/// register group of output channels runs dU[xi][c][group] = sum over all tiles, in order.
-template <std::size_t M, class Tile, class T>
+/// [XI][tiles][kp] of every tile, transformed in blocks of tiles; then one task per U row and
+/// register group of output channels runs dU[row][c][group] = sum over its products (in xi
+/// order) of the sum over all tiles, in order.
+template <std::size_t M, std::size_t S, class Tile, class T>
 void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t tiles) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
-  constexpr std::size_t XI = (M + 2) * (M + 2), kBlock = 16;
+  constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>, kBlock = 16;
   const Conv2dShape& sh = *j.sh;
   const std::size_t C = sh.c, crow = detail::winograd_row(C), kz = detail::round_up(sh.k, detail::kWinogradMaxGroup);
   const std::size_t groups = detail::ceil_div(sh.k, G);
   T* z = v + XI * tiles * crow;
   detail::parallel_items(detail::ceil_div(tiles, kBlock), [&](std::size_t b) {
     for (std::size_t t = b * kBlock; t < std::min(tiles, b * kBlock + kBlock); ++t) {
-      transform_input<M, 1>(d, j.x, t, 0, C, v + t * crow, tiles * crow);
+      transform_input<M, S>(d, j.x, t, 0, C, v + t * crow, tiles * crow);
       for (std::size_t g = 0; g < groups; ++g)
-        transform_grad<M, Tile>(j.dy, j.x.grid, sh.k, t, g, std::min(G, sh.k - g * G), j.x.zero, z + t * kz + g * G,
-                                tiles * kz);
+        transform_grad<M, S, Tile>(j.dy, j.x.grid, sh.k, t, g, std::min(G, sh.k - g * G), j.x.zero,
+                                   z + t * kz + g * G, tiles * kz);
     }
   });
-  detail::parallel_items(XI * groups, [&](std::size_t item) {
-    const std::size_t xi = item / groups, g = item % groups;
-    const T* vx = v + xi * tiles * crow;
-    const T* zx = z + xi * tiles * kz + g * G;
+  detail::parallel_items(XU * groups, [&](std::size_t item) {
+    const std::size_t r = item / groups, g = item % groups;
+    const XiRun run = xi_of_row<M, S>(r);
     for (std::size_t c0 = 0; c0 < C; c0 += MR) {
       const std::size_t mr = std::min(MR, C - c0);
       hn::Vec<decltype(d)> acc[MR * NV];
       for (auto& a : acc) a = hn::Zero(d);
       // Rows past mr read the row's padding or the next channels: computed, never stored.
-      tile_pixels<MR, NV, true>(d, vx + c0, crow, zx, kz, tiles, G, acc);
-      T* out = du + (xi * C + c0) * j.kp + g * G;
+      for (std::size_t q = 0; q < run.count; ++q) {
+        const std::size_t xi = run.first + q * run.step;
+        tile_pixels<MR, NV, true>(d, v + xi * tiles * crow + c0, crow, z + xi * tiles * kz + g * G, kz, tiles, G, acc);
+      }
+      T* out = du + (r * C + c0) * j.kp + g * G;
       for (std::size_t i = 0; i < mr; ++i)
         for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
     }
@@ -1035,32 +1133,72 @@ HWY_INLINE void kernel_line(D d, const V* l, std::size_t step, V* r) {
   }
 }
 
+/// r = G^T l for one line l of 5 transformed values of the stride-2 form (l[0], l[step], ...;
+/// F(4, 2)'s G has rows 1/2 (1 0), 1/2 (1 1), 1/6 (1 -1), 1/6 (1 2), (0 1)): the gradients of
+/// its two taps.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void kernel_line_5(D d, const V* l, std::size_t step, V* r) {
+  using T = hn::TFromD<D>;
+  const V half = hn::Set(d, T(0.5)), two = hn::Set(d, T(2)), six = hn::Set(d, T(6));
+  r[0] = hn::MulAdd(half, hn::Add(l[0], l[step]), hn::Div(hn::Add(l[2 * step], l[3 * step]), six));
+  r[1] = hn::Add(hn::MulAdd(half, l[step], hn::Div(hn::MulSub(two, l[3 * step], l[2 * step]), six)), l[4 * step]);
+}
+
 /// out[(r * 3 + s) * L + lane] = (G^T u G)[r][s] for the transformed kernel gradients of L
-/// output channels side by side, u[xi * stride + lane] (XI = (M+2)^2 vectors): dU back to
-/// the 3x3 kernels.
-template <std::size_t M, class D, class T = hn::TFromD<D>>
+/// output channels side by side, u[row * stride + lane] (kURows vectors): dU back to the 3x3
+/// kernels. The stride-2 form: taps {0, 2} x {0, 2} from G^T dU_EE G, taps (0, 1) and (2, 1)
+/// from G^T dU_EO, (1, 0) and (1, 2) from G^T dU_OE, (1, 1) = dU_OO.
+template <std::size_t M, std::size_t S, class D, class T = hn::TFromD<D>>
 HWY_INLINE void kernel_gradient(D d, const T* u, std::size_t stride, T* HWY_RESTRICT out) {
   using V = hn::Vec<D>;
-  constexpr std::size_t A = M + 2, L = hn::MaxLanes(D());
-  V g[A * A];
-  for (std::size_t xi = 0; xi < A * A; ++xi) g[xi] = hn::LoadU(d, u + xi * stride);
-  V t[3 * A];  // G^T dU: t[r * A + b]
-  for (std::size_t b = 0; b < A; ++b) {
-    V r[3];
-    kernel_line<M>(d, g + b, A, r);
-    for (std::size_t i = 0; i < 3; ++i) t[i * A + b] = r[i];
-  }
-  for (std::size_t i = 0; i < 3; ++i) {  // (G^T dU) G
-    V r[3];
-    kernel_line<M>(d, t + i * A, 1, r);
-    for (std::size_t j = 0; j < 3; ++j) hn::Store(r[j], d, out + (i * 3 + j) * L);
+  constexpr std::size_t L = hn::MaxLanes(D()), XU = kURows<M, S>;
+  V g[XU];
+  for (std::size_t r = 0; r < XU; ++r) g[r] = hn::LoadU(d, u + r * stride);
+  auto put = [&](std::size_t r, std::size_t s, V x) { hn::Store(x, d, out + (r * 3 + s) * L); };
+  if constexpr (S == 2) {
+    V t[10];  // G^T dU_EE: t[i * 5 + f]
+    for (std::size_t f = 0; f < 5; ++f) {
+      V r[2];
+      kernel_line_5(d, g + f, 5, r);
+      t[f] = r[0];
+      t[5 + f] = r[1];
+    }
+    for (std::size_t i = 0; i < 2; ++i) {  // (G^T dU_EE) G
+      V r[2];
+      kernel_line_5(d, t + i * 5, 1, r);
+      put(2 * i, 0, r[0]);
+      put(2 * i, 2, r[1]);
+    }
+    V r[2];
+    kernel_line_5(d, g + 25, 1, r);
+    put(0, 1, r[0]);
+    put(2, 1, r[1]);
+    kernel_line_5(d, g + 30, 1, r);
+    put(1, 0, r[0]);
+    put(1, 2, r[1]);
+    put(1, 1, g[35]);
+  } else {
+    constexpr std::size_t A = M + 2;
+    V t[3 * A];  // G^T dU: t[r * A + b]
+    for (std::size_t b = 0; b < A; ++b) {
+      V r[3];
+      kernel_line<M>(d, g + b, A, r);
+      for (std::size_t i = 0; i < 3; ++i) t[i * A + b] = r[i];
+    }
+    for (std::size_t i = 0; i < 3; ++i) {  // (G^T dU) G
+      V r[3];
+      kernel_line<M>(d, t + i * A, 1, r);
+      for (std::size_t jj = 0; jj < 3; ++jj) put(i, jj, r[jj]);
+    }
   }
 }
 
-template <std::size_t M, class T>
+/// The weight gradient: F(2x2, 3x3) (M = 2) and F(4x4, 3x3) (M = 4) for stride 1, the
+/// stride-2 form (M = 4, S = 2).
+template <std::size_t M, std::size_t S, class T>
 void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy, T* dw, T* db, T* ws) {
   using Tile = ConvTile<T>;
-  constexpr std::size_t G = Tile::kGroup, XI = (M + 2) * (M + 2);
+  constexpr std::size_t G = Tile::kGroup, XU = kURows<M, S>;
   // A task takes kWinogradMaxGroup output channels (several register groups where G is
   // narrower, as on AVX2), so the input transform of a sub-chunk serves all of them.
   const std::size_t groups = detail::ceil_div(sh.k, detail::kWinogradMaxGroup), kp = detail::round_up(sh.k, G);
@@ -1072,20 +1210,20 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
   T* slots = zero + detail::winograd_row(std::max(sh.c, sh.k));
   std::fill(zero, slots, T(0));
   const Patches<T> patches{x, sh.h, sh.w, sh.c, static_cast<std::ptrdiff_t>(sh.pad), zero, Grid(sh.p(), sh.q(), M)};
-  const WinoGradJob<T> job{&sh, patches, dy, kp, detail::winograd_grad_sub_tiles(M)};
+  const WinoGradJob<T> job{&sh, patches, dy, kp, detail::winograd_grad_sub_tiles(M, S)};
   const std::size_t tiles = patches.grid.tiles(sh.n), slot_size = detail::winograd_grad_slot_size(sh.c);
   if (detail::winograd_weights_whole(sh, M)) {
-    winograd_weights_whole<M, Tile>(job, du, slots, tiles);
+    winograd_weights_whole<M, S, Tile>(job, du, slots, tiles);
   } else {
     for_each_item_in_slots(groups * parts, [&](std::size_t item, std::size_t slot) {
       const std::size_t grp = item % groups, part = item / groups;
-      winograd_weights_task<M, Tile>(job, du + part * stride, grp, detail::part_begin(tiles, part, parts),
-                                     detail::part_begin(tiles, part + 1, parts), slots + slot * slot_size);
+      winograd_weights_task<M, S, Tile>(job, du + part * stride, grp, detail::part_begin(tiles, part, parts),
+                                        detail::part_begin(tiles, part + 1, parts), slots + slot * slot_size);
     });
-    detail::sum_parts(du, XI * sh.c * kp, parts, stride);  // the parts' dU, added in part order
+    detail::sum_parts(du, XU * sh.c * kp, parts, stride);  // the parts' dU, added in part order
   }
   // dw[k][c] += G^T dU[c][k] G, in blocks of 16 output channels: for each c, the block's
-  // 16 values of every dU[xi][c] are one cache line.
+  // 16 values of every dU[row][c] are one cache line.
   // dU rows are kp = round_up(K, G) wide, so whole vectors of L channels can be read.
   const hn::ScalableTag<T> d;
   constexpr std::size_t L = hn::MaxLanes(decltype(d)());
@@ -1095,12 +1233,19 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
     HWY_ALIGN T g[9 * L];
     for (std::size_t c = 0; c < sh.c; ++c)
       for (std::size_t k0 = kb * 16; k0 < k_end; k0 += L) {
-        kernel_gradient<M>(d, du + c * kp + k0, sh.c * kp, g);
+        kernel_gradient<M, S>(d, du + c * kp + k0, sh.c * kp, g);
         for (std::size_t k = k0; k < std::min(k_end, k0 + L); ++k)
           for (std::size_t rs = 0; rs < 9; ++rs) dw[(k * sh.c + c) * 9 + rs] += g[rs * L + k - k0];
       }
   });
   if (db) detail::add_bias_gradient(dy, sh.n * sh.p() * sh.q(), sh.k, db);
+}
+
+/// The weight gradient with tile m (2 or 4) for stride 1, the stride-2 form for stride 2.
+template <class T>
+void winograd_backward_weights_any(const Conv2dShape& sh, std::size_t m, const T* x, const T* dy, T* dw, T* db, T* ws) {
+  if (sh.stride == 2) return winograd_backward_weights_t<4, 2>(sh, x, dy, dw, db, ws);
+  m == 4 ? winograd_backward_weights_t<4, 1>(sh, x, dy, dw, db, ws) : winograd_backward_weights_t<2, 1>(sh, x, dy, dw, db, ws);
 }
 
 void winograd_forward_f32(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
@@ -1121,11 +1266,11 @@ void winograd_backward_data_f64(const Conv2dShape& sh, std::size_t m, const doub
 }
 void winograd_backward_weights_f32(const Conv2dShape& sh, std::size_t m, const float* x, const float* dy,
                                    float* dw, float* db, float* ws) {
-  m == 4 ? winograd_backward_weights_t<4>(sh, x, dy, dw, db, ws) : winograd_backward_weights_t<2>(sh, x, dy, dw, db, ws);
+  winograd_backward_weights_any(sh, m, x, dy, dw, db, ws);
 }
 void winograd_backward_weights_f64(const Conv2dShape& sh, std::size_t m, const double* x, const double* dy,
                                    double* dw, double* db, double* ws) {
-  m == 4 ? winograd_backward_weights_t<4>(sh, x, dy, dw, db, ws) : winograd_backward_weights_t<2>(sh, x, dy, dw, db, ws);
+  winograd_backward_weights_any(sh, m, x, dy, dw, db, ws);
 }
 
 }  // namespace odyssey::kernels::HWY_NAMESPACE
@@ -1150,12 +1295,14 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
     return round_up(outs, kWinogradMaxGroup) * us * len + round_up(outs, kWinogradMaxGroup) + winograd_row(len) +
            std::max(kWinogradSlots * winograd_slot_size(len, xi), winograd_run_whole_size(len, outs, t, xi, us));
   };
-  if (sh.stride == 2) return std::max(one(sh.c, sh.k, 81, 36, tiles(sh.p(), sh.q(), 4)), one(sh.k, sh.c, 81, 36, tiles(sh.h, sh.w, 8)));
   auto weights = [&](std::size_t m) {
     return winograd_weight_parts(sh, m) * winograd_weight_partial_size(sh, m) + winograd_row(std::max(sh.c, sh.k)) +
            std::max(kWinogradSlots * winograd_grad_slot_size(sh.c),
                     winograd_weights_whole(sh, m) ? winograd_whole_size(sh, m) + kWinogradMaxTile : 0);
   };
+  if (sh.stride == 2)
+    return std::max({one(sh.c, sh.k, 81, 36, tiles(sh.p(), sh.q(), 4)), one(sh.k, sh.c, 81, 36, tiles(sh.h, sh.w, 8)),
+                     weights(4)});
   return std::max({one(sh.c, sh.k, 16, 16, tiles(sh.p(), sh.q(), 2)), one(sh.k, sh.c, 16, 16, tiles(sh.h, sh.w, 2)),
                    one(sh.c, sh.k, 36, 36, tiles(sh.p(), sh.q(), 4)), one(sh.k, sh.c, 36, 36, tiles(sh.h, sh.w, 4)),
                    weights(2), weights(4)});

@@ -55,17 +55,18 @@ constexpr std::size_t kWinogradSlots = 64;
 constexpr bool winograd_applies(const Conv2dShape& sh) {
   return sh.r == 3 && sh.s == 3 && sh.stride == 1 && sh.pad <= 2;
 }
-/// 3x3 kernel, stride 2, padding at most 2: forward and backward-data by the stride-2 forms
-/// (winograd.cpp), with 4x4 output tiles only; the weight gradient is direct.
+/// 3x3 kernel, stride 2, padding at most 2: all three passes by the stride-2 forms
+/// (winograd.cpp), with 4x4 output tiles only.
 constexpr bool winograd_stride2_applies(const Conv2dShape& sh) {
   return sh.r == 3 && sh.s == 3 && sh.stride == 2 && sh.pad <= 2;
 }
 
-// Weight gradient with MxM tiles (XI = (M+2)^2 = 16 or 36): winograd_weight_parts(sh, M)
-// partial dU [XI][C][round_up(K, 64)] (one per part of the tiles, weight_parts.h), a zero
+// Weight gradient with MxM tiles (XI = (M+2)^2 = 16 or 36 products per tile, each its own U
+// row; the stride-2 form 81 products into 36 U rows): winograd_weight_parts(sh, M) partial
+// dU [36 or 16][C][round_up(K, 64)] (one per part of the tiles, weight_parts.h), a zero
 // row, then kWinogradSlots slots of one task's transformed input [XI][sub-chunk tiles][row]
-// and output gradient [XI][sub-chunk tiles][64] for a sub-chunk of winograd_grad_sub_tiles(M)
-// tiles. A task owns 64 output channels (kWinogradMaxGroup) on every target: one register
+// and output gradient [XI][sub-chunk tiles][64] for a sub-chunk of
+// winograd_grad_sub_tiles(M, stride) tiles. A task owns 64 output channels (kWinogradMaxGroup) on every target: one register
 // group on AVX-512, four on AVX2, which share the task's input transform (with a task per
 // 16-channel register group AVX2 transformed every input patch K/16 times: 1.5-1.7x slower).
 //
@@ -80,7 +81,7 @@ constexpr bool winograd_stride2_applies(const Conv2dShape& sh) {
 // 63.1/57.6/59.1/73.0, 64 63.7/56.6/61.4/64.8. F(4x4, 3x3) keeps about the same footprint
 // (XI x tiles: 36 x 28 against 16 x 64). The sub-chunk never changes a sum (the
 // accumulators carry over).
-constexpr std::size_t kWinogradGradSubTiles = 64, kWinogradGradSubTiles4 = 28;
+constexpr std::size_t kWinogradGradSubTiles = 64, kWinogradGradSubTiles4 = 28, kWinogradGradSubTilesS2 = 12;
 /// A weight gradient with one part (weight_parts.h) whose transforms of every tile, input
 /// [XI][tiles][row] and output gradient [XI][tiles][round_up(K, 64)], take at most this many
 /// elements (48 MiB of float) transforms them all once, then runs each xi's GEMM over all the
@@ -89,8 +90,13 @@ constexpr std::size_t kWinogradGradSubTiles = 64, kWinogradGradSubTiles4 = 28;
 /// dU every sub-chunk and transform each input patch once per 64 output channels. The
 /// sums run over the tiles in the same order either way, so the result is the same.
 constexpr std::size_t kWinogradWholeBudget = 12 * 1024 * 1024;
+/// Products per tile and channel pair of the weight gradient's form: (m+2)^2 for stride 1, 81
+/// for the stride-2 form (whose 36 U rows make the same partial size as F(4x4, 3x3)'s).
+constexpr std::size_t winograd_weight_xi(const Conv2dShape& sh, std::size_t m) {
+  return sh.stride == 2 ? 81 : (m + 2) * (m + 2);
+}
 constexpr std::size_t winograd_whole_size(const Conv2dShape& sh, std::size_t m) {
-  return (m + 2) * (m + 2) * winograd_tiles(sh, m) * (winograd_row(sh.c) + round_up(sh.k, kWinogradMaxGroup));
+  return winograd_weight_xi(sh, m) * winograd_tiles(sh, m) * (winograd_row(sh.c) + round_up(sh.k, kWinogradMaxGroup));
 }
 constexpr bool winograd_weights_whole(const Conv2dShape& sh, std::size_t m) {
   return winograd_weight_parts(sh, m) == 1 && winograd_whole_size(sh, m) <= kWinogradWholeBudget;
@@ -126,12 +132,15 @@ constexpr std::size_t winograd_run_whole_size(std::size_t len, std::size_t outs,
 /// 9.0), layer 4 at 4x4 (32 x 512) 10.0 -> 15.2 and 15.7 -> 20.1; Fashion-MNIST's layer 1
 /// (1568 x 64) 3.9 -> 3.1 and 7.0 -> 4.9 (model 167).
 constexpr std::size_t kWinogradWeightWork4 = 65536;
-constexpr std::size_t winograd_grad_sub_tiles(std::size_t m) { return m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles; }
+constexpr std::size_t winograd_grad_sub_tiles(std::size_t m, std::size_t stride) {
+  return stride == 2 ? kWinogradGradSubTilesS2 : m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles;
+}
 constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
   // The larger of the two tiles' slots; + kWinogradMaxTile: the last register tile of
   // channels may read past the rows.
-  const std::size_t f2 = kWinogradGradSubTiles * 16, f4 = kWinogradGradSubTiles4 * 36;
-  return round_up((f2 > f4 ? f2 : f4) * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);
+  const std::size_t f2 = kWinogradGradSubTiles * 16, f4 = kWinogradGradSubTiles4 * 36, s2 = kWinogradGradSubTilesS2 * 81;
+  const std::size_t most = f2 > f4 ? (f2 > s2 ? f2 : s2) : (f4 > s2 ? f4 : s2);
+  return round_up(most * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);
 }
 
 /// The Winograd output tile a forward or backward-data call with `algorithm` runs for `sh`:

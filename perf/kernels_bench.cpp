@@ -101,7 +101,7 @@ void register_convs() {
         case ok::ConvAlgorithm::winograd: return automatic(pass) != ok::ConvAlgorithm::direct && ok::conv2d_winograd_applies(g);
         default:
           return automatic(pass) != ok::ConvAlgorithm::direct &&
-                 (ok::conv2d_winograd_applies(g) || (pass != Pass::backward_weights && ok::conv2d_winograd_stride2_applies(g)));
+                 (ok::conv2d_winograd_applies(g) || ok::conv2d_winograd_stride2_applies(g));
       }
     };
     for (auto [algo, prefix] : {std::pair{ok::ConvAlgorithm::automatic, "conv2d/"},

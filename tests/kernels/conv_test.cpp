@@ -67,20 +67,18 @@ const std::vector<ok::Conv2dShape> kShapes = {
     shape(3, 20, 23, 19, 24, 3, 3, 2, 1), shape(2, 33, 17, 18, 40, 3, 3, 2, 2),
     shape(2, 19, 16, 15, 18, 3, 3, 2, 0), shape(4, 64, 24, 24, 64, 3, 3, 2, 1),
     shape(2, 256, 12, 12, 20, 3, 3, 2, 1), shape(4, 250, 12, 12, 500, 3, 3, 2, 1),
+    // The stride-2 weight gradient cut into 5 parts (the other stride-2 shapes run it whole),
+    // each over sub-chunks of 12 tiles and a partial one.
+    shape(8, 5, 66, 66, 7, 3, 3, 2, 1),
 };
 
-// The algorithms that can compute g's forward and backward-data passes: direct always, both
+// The algorithms that can compute all three of g's passes: direct always, both
 // Winograd tiles for 3x3 stride 1, winograd4 (the stride-2 forms) for 3x3 stride 2.
 std::vector<ok::ConvAlgorithm> algorithms(const ok::Conv2dShape& g) {
   if (ok::conv2d_winograd_applies(g))
     return {ok::ConvAlgorithm::direct, ok::ConvAlgorithm::winograd, ok::ConvAlgorithm::winograd4};
   if (ok::conv2d_winograd_stride2_applies(g)) return {ok::ConvAlgorithm::direct, ok::ConvAlgorithm::winograd4};
   return {ok::ConvAlgorithm::direct};
-}
-// What the weight gradient runs beside the other passes with `a`: the same, except for
-// stride 2, whose weight gradient is the direct convolution's.
-ok::ConvAlgorithm weight_algorithm(const ok::Conv2dShape& g, ok::ConvAlgorithm a) {
-  return ok::conv2d_winograd_applies(g) ? a : ok::ConvAlgorithm::direct;
 }
 std::string name(ok::ConvAlgorithm a) {
   switch (a) {
@@ -118,7 +116,7 @@ Results run(const ok::Conv2dShape& g, const std::vector<double>& x, const std::v
   auto ws = odyssey::AlignedBuffer<T>::uninitialized(ok::conv2d_workspace_size(g));
   ok::conv2d_forward(g, xt.data(), wt.data(), bt.data(), y.data(), ws.data(), algo);
   ok::conv2d_backward_data(g, dyt.data(), wt.data(), dx.data(), ws.data(), false, algo);
-  ok::conv2d_backward_weights(g, xt.data(), dyt.data(), dw.data(), db.data(), ws.data(), weight_algorithm(g, algo));
+  ok::conv2d_backward_weights(g, xt.data(), dyt.data(), dw.data(), db.data(), ws.data(), algo);
   auto d = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
   return {d(y), d(dx), d(dw), d(db)};
 }
@@ -278,7 +276,7 @@ BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
   for (const auto& g : shapes) cases.emplace_back(g, ok::ConvAlgorithm::direct);
   for (const auto& g : {shapes[0], shape(2, 4, 5, 4, 3, 3, 3, 1, 2)})
     for (const auto algo : {ok::ConvAlgorithm::winograd, ok::ConvAlgorithm::winograd4}) cases.emplace_back(g, algo);
-  // The stride-2 forms (the weight gradient direct), padding 0 and 1.
+  // The stride-2 forms, padding 0 and 1.
   cases.emplace_back(shapes[1], ok::ConvAlgorithm::winograd4);
   cases.emplace_back(shapes[2], ok::ConvAlgorithm::winograd4);
   for (const auto& [g, algo] : cases) {
@@ -298,7 +296,7 @@ BOOST_AUTO_TEST_CASE(gradient_check_in_double) {
     for (std::size_t i = 0; i < y.size(); ++i) dy[i] = R[i];
     std::vector<double> dx(g.x_size()), dw(g.w_size(), 0.0), db(g.k, 0.0);
     ok::conv2d_backward_data(g, dy.data(), w.data(), dx.data(), ws.data(), false, algo);
-    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data(), ws.data(), weight_algorithm(g, algo));
+    ok::conv2d_backward_weights(g, x.data(), dy.data(), dw.data(), db.data(), ws.data(), algo);
     for (auto [what, param, grad] : {std::tuple{"dx", &x, &dx}, std::tuple{"dw", &w, &dw},
                                      std::tuple{"db", &b, &db}}) {
       const auto r = ot::check_gradient(name(g) + " " + name(algo) + " " + what, *param, *grad, loss);
@@ -311,9 +309,10 @@ BOOST_AUTO_TEST_CASE(bitwise_identical_across_thread_counts_and_runs) {
   // Large enough that every pass splits into many parallel tasks (the first streams the
   // Winograd weights on AVX-512); the second cuts its weight gradients into parts (6 direct,
   // 3 Winograd).
-  // The third runs the stride-2 forms in several blocks.
+  // The third runs the stride-2 forms in several blocks, the fourth their weight gradient
+  // in 4 parts.
   for (const auto& g : {shape(4, 64, 16, 16, 64, 3, 3, 1, 1), shape(8, 19, 30, 30, 21, 3, 3, 1, 1),
-                        shape(4, 64, 32, 32, 64, 3, 3, 2, 1)}) {
+                        shape(4, 64, 32, 32, 64, 3, 3, 2, 1), shape(8, 24, 66, 66, 20, 3, 3, 2, 1)}) {
     const auto x = ot::random_values(g.x_size(), 21), w = ot::random_values(g.w_size(), 22);
     const auto b = ot::random_values(g.k, 23), dy = ot::random_values(g.y_size(), 24);
     for (const auto algo : algorithms(g)) {
@@ -355,7 +354,7 @@ BOOST_AUTO_TEST_CASE(winograd_error_against_double_reference) {
   };
   for (const auto& g : {shape(2, 64, 32, 32, 64, 3, 3, 1, 1), shape(2, 128, 16, 16, 128, 3, 3, 1, 1),
                         shape(2, 256, 8, 8, 256, 3, 3, 1, 1), shape(2, 512, 4, 4, 512, 3, 3, 1, 1),
-                        // the stride-2 layers (forward and backward-data by the stride-2 forms)
+                        // the stride-2 layers (all three passes by the stride-2 forms)
                         shape(2, 64, 32, 32, 128, 3, 3, 2, 1), shape(2, 128, 16, 16, 256, 3, 3, 2, 1),
                         shape(2, 256, 8, 8, 512, 3, 3, 2, 1)}) {
     const auto x = ot::random_values(g.x_size(), 31), w = ot::random_values(g.w_size(), 32);
@@ -387,8 +386,7 @@ BOOST_AUTO_TEST_CASE(rejects_shapes_that_do_not_fit) {
   BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 4, 4, 1, 3, 3, 0, 0), buf.data(), buf.data(),
                                        nullptr, buf.data(), buf.data()),
                     std::invalid_argument);
-  // Winograd computes 3x3 convolutions with stride 1; the forward pass with stride 2 too,
-  // with 4x4 tiles only.
+  // Winograd computes 3x3 convolutions with stride 1, and with stride 2 with 4x4 tiles only.
   BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 4, 4, 1, 3, 3, 2, 1), buf.data(), buf.data(),
                                        nullptr, buf.data(), buf.data(), ok::ConvAlgorithm::winograd),
                     std::invalid_argument);
@@ -399,7 +397,7 @@ BOOST_AUTO_TEST_CASE(rejects_shapes_that_do_not_fit) {
                                              buf.data(), buf.data(), false, ok::ConvAlgorithm::winograd),
                     std::invalid_argument);
   BOOST_CHECK_THROW(ok::conv2d_backward_weights(shape(1, 1, 4, 4, 1, 3, 3, 2, 1), buf.data(), buf.data(),
-                                                buf.data(), nullptr, buf.data(), ok::ConvAlgorithm::winograd4),
+                                                buf.data(), nullptr, buf.data(), ok::ConvAlgorithm::winograd),
                     std::invalid_argument);
   BOOST_CHECK_THROW(ok::conv2d_forward(shape(1, 1, 9, 9, 1, 3, 3, 3, 1), buf.data(), buf.data(),
                                        nullptr, buf.data(), buf.data(), ok::ConvAlgorithm::winograd4),
@@ -436,15 +434,18 @@ BOOST_AUTO_TEST_CASE(automatic_takes_winograd_for_resnet_3x3_stride_1) {
   BOOST_TEST(weights_is(shape(32, 128, 14, 14, 128, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   BOOST_TEST(weights_is(shape(128, 3, 32, 32, 64, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
   // Stride 2: the stride-2 forms where 4x4 tiles fit (ResNet-18's 16, 8 and 4 pixel outputs
-  // at batch 128 and 32, Fashion-MNIST's 14 and 7), with at least 128 tiles; the weight
-  // gradient direct.
+  // at batch 128 and 32, Fashion-MNIST's 14 and 7), with at least 128 tiles, for all three
+  // passes.
   BOOST_TEST(is(shape(128, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
   BOOST_TEST(is(shape(128, 256, 8, 8, 512, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
   BOOST_TEST(is(shape(32, 64, 28, 28, 128, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
   BOOST_TEST(is(shape(32, 256, 8, 8, 512, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
   BOOST_TEST(is(shape(1, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
   BOOST_TEST(is(shape(128, 3, 32, 32, 64, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
-  BOOST_TEST(weights_is(shape(128, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
+  BOOST_TEST(weights_is(shape(128, 64, 32, 32, 128, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
+  BOOST_TEST(weights_is(shape(32, 128, 16, 16, 256, 3, 3, 2, 1), ok::ConvAlgorithm::winograd4));
+  BOOST_TEST(weights_is(shape(32, 256, 8, 8, 512, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
+  BOOST_TEST(weights_is(shape(128, 3, 32, 32, 64, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
   // 1x1 outputs (layer 4 of an 8x8 input): a quarter of each Winograd tile would be used.
   BOOST_TEST(is(shape(2, 32, 1, 1, 32, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
   BOOST_TEST(is(shape(2, 32, 2, 2, 32, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
