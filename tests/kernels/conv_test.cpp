@@ -70,6 +70,9 @@ const std::vector<ok::Conv2dShape> kShapes = {
     // The stride-2 weight gradient cut into 5 parts (the other stride-2 shapes run it whole),
     // each over sub-chunks of 12 tiles and a partial one.
     shape(8, 5, 66, 66, 7, 3, 3, 2, 1),
+    // 1x1 weight gradients on packed x (conv_weights.cpp): stride 1 with a packed output
+    // gradient (K = 300) over several chunks and a partial channel tile, and stride 3.
+    shape(4, 40, 19, 23, 300, 1, 1, 1, 0), shape(2, 7, 10, 9, 20, 1, 1, 3, 0),
 };
 
 // The algorithms that can compute all three of g's passes: direct always, both
