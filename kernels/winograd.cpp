@@ -1083,7 +1083,8 @@ void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t ti
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
   constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>, kBlock = 16;
   const Conv2dShape& sh = *j.sh;
-  const std::size_t C = sh.c, crow = detail::winograd_row(C), kz = detail::round_up(sh.k, detail::kWinogradMaxGroup);
+  const std::size_t C = sh.c, crow = detail::winograd_whole_row(C);
+  const std::size_t kz = detail::winograd_whole_row(detail::round_up(sh.k, detail::kWinogradMaxGroup));
   const std::size_t groups = detail::ceil_div(sh.k, G);
   T* z = v + XI * tiles * crow;
   detail::parallel_items(detail::ceil_div(tiles, kBlock), [&](std::size_t b) {

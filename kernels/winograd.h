@@ -95,8 +95,18 @@ constexpr std::size_t kWinogradWholeBudget = 12 * 1024 * 1024;
 constexpr std::size_t winograd_weight_xi(const Conv2dShape& sh, std::size_t m) {
   return sh.stride == 2 ? 81 : (m + 2) * (m + 2);
 }
+/// Row strides of the whole path's transforms, input [XI][tiles][winograd_whole_row(C)] and
+/// output gradient [XI][tiles][winograd_whole_row(round_up(K, 64))]: whole 64-byte lines, one
+/// more where the row is a multiple of 512 bytes (C or K of 128, 256, 512). A GEMM walks one
+/// xi's tiles at that stride, 6 channels per tile; at 1-2 KB the tiles' lines fell into 2-4 of
+/// L1's 64 sets and missed on every pass, and one extra line spreads them over all 64.
+constexpr std::size_t winograd_whole_row(std::size_t len) {
+  const std::size_t row = round_up(len, 16);
+  return row % 128 == 0 ? row + 16 : row;
+}
 constexpr std::size_t winograd_whole_size(const Conv2dShape& sh, std::size_t m) {
-  return winograd_weight_xi(sh, m) * winograd_tiles(sh, m) * (winograd_row(sh.c) + round_up(sh.k, kWinogradMaxGroup));
+  return winograd_weight_xi(sh, m) * winograd_tiles(sh, m) *
+         (winograd_whole_row(sh.c) + winograd_whole_row(round_up(sh.k, kWinogradMaxGroup)));
 }
 constexpr bool winograd_weights_whole(const Conv2dShape& sh, std::size_t m) {
   return winograd_weight_parts(sh, m) == 1 && winograd_whole_size(sh, m) <= kWinogradWholeBudget;
