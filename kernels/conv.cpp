@@ -380,7 +380,8 @@ std::size_t conv2d_workspace_size(const Conv2dShape& sh) {
   const std::size_t fwd = detail::round_up(sh.k, kMaxGroup) * RS * sh.c + detail::round_up(sh.c, 16) +
                           detail::round_up(sh.k, kMaxGroup);
   const std::size_t bwd_data = detail::round_up(sh.c, kMaxGroup) * RS * sh.k + sh.k;
-  const std::size_t bwd_weights = detail::conv_weight_parts(sh) * detail::conv_weight_partial_size(sh);
+  const std::size_t bwd_weights = detail::conv_weight_parts(sh) * detail::conv_weight_partial_size(sh) +
+                                  detail::conv_weight_packed_x_size(sh);
   const std::size_t winograd =
       detail::winograd_applies(sh) || detail::winograd_stride2_applies(sh) ? detail::winograd_workspace_size(sh) : 0;
   return std::max({fwd, bwd_data, bwd_weights, winograd}) + 16;

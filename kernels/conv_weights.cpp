@@ -61,6 +61,7 @@ struct WeightsJob {
   const T* x;
   const T* dy;
   std::size_t kp, rows_per_chunk;
+  const T* xp;  // x packed for a 1x1 convolution (packs_x), or null
 };
 
 /// One channel tile (MR input channels, one output group) of one tap over one chunk of rows,
@@ -139,10 +140,10 @@ HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, const 
    ...);
 }
 
-/// This thread's buffer number kWhich (0: a packed chunk gradient, 1: a packed chunk of x),
-/// grown to at least n elements and kept, so that after the first step no task allocates. A
-/// task runs no other task inside it, so one buffer per thread is enough.
-template <class T, int kWhich>
+/// This thread's buffer for a packed chunk gradient, grown to at least n elements and kept,
+/// so that after the first step no task allocates. A task runs no other task inside it, so one
+/// buffer per thread is enough.
+template <class T>
 T* packed_scratch(std::size_t n) {
   thread_local hwy::AlignedFreeUniquePtr<T[]> buffer;
   thread_local std::size_t capacity = 0;
@@ -157,9 +158,11 @@ T* packed_scratch(std::size_t n) {
 /// q*stride): every pixel of a chunk is there, and they lie stride*C elements apart (512 B at
 /// l2_proj, 2 KB at l4_proj), so the MR channels a tile broadcasts per pixel fall into a few
 /// of L1's 64 sets and miss to L2 on every pass (perf annotate of l4_proj on Zen 3: most of
-/// the samples on the FMAs that wait for those broadcasts). weights_task copies the chunk's x
-/// once to [channel tile][pixels][MR] (zeros past C), shared by its groups, and every tile
-/// then reads MR * 4 bytes per pixel in sequence. The products and their order are the same.
+/// the samples on the FMAs that wait for those broadcasts). The call first copies every x
+/// pixel it reads to [channel tile][pixels][MR] (zeros past C) in the workspace, and every
+/// tile then reads MR * 4 bytes per pixel in sequence. A copy per task and chunk instead read
+/// x once per 64 output channels and took 28% of l4_proj's samples (perf/README.md v15d). The
+/// products and their order are the same.
 /// Measured on Zen 3 (AVX2, perf/README.md v15b): l2_proj 5.51 -> 4.92 ms, l3_proj 5.09 ->
 /// 4.35, l4_proj 5.75 -> 4.39. AVX-512 targets, whose 64-channel tile reads a pixel's line 4
 /// times as often and where AMD cores prefetch x instead, keep the strided reads until this
@@ -167,18 +170,18 @@ T* packed_scratch(std::size_t n) {
 constexpr bool kPackXTarget = HWY_TARGET > HWY_AVX3;
 constexpr bool packs_x(const Conv2dShape& sh) { return kPackXTarget && sh.r == 1 && sh.s == 1 && sh.pad == 0; }
 
-/// x of output rows [row0, row1) of a 1x1 convolution to xp[tile][pixel][MR], pixel = (row -
-/// row0) * Q + q, tile = channel / MR.
+/// x of output rows [row0, row1) of a 1x1 convolution to xp[tile][pixel][MR] (M pixels per
+/// tile, pixel = row * Q + q, tile = channel / MR).
 template <std::size_t MR, class T>
-void pack_x_chunk(const Conv2dShape& sh, const T* x, std::size_t row0, std::size_t row1, T* HWY_RESTRICT xp) {
-  const std::size_t P = sh.p(), Q = sh.q(), npx = (row1 - row0) * Q, tiles = detail::ceil_div(sh.c, MR);
-  std::size_t n = row0 / P, p = row0 % P, px = 0;
+void pack_x_rows(const Conv2dShape& sh, const T* x, std::size_t row0, std::size_t row1, T* HWY_RESTRICT xp) {
+  const std::size_t P = sh.p(), Q = sh.q(), M = sh.n * P * Q, tiles = detail::ceil_div(sh.c, MR);
+  const std::size_t last = (tiles - 1) * MR;
+  std::size_t n = row0 / P, p = row0 % P, px = row0 * Q;
   for (std::size_t row = row0; row < row1; ++row, p = p + 1 == P ? 0 : p + 1, n += p == 0) {
     const T* src = x + (n * sh.h + p * sh.stride) * sh.w * sh.c;
     for (std::size_t q = 0; q < Q; ++q, ++px, src += sh.stride * sh.c) {
-      for (std::size_t t = 0; t + 1 < tiles; ++t) std::copy_n(src + t * MR, MR, xp + (t * npx + px) * MR);
-      const std::size_t last = (tiles - 1) * MR;
-      T* dst = xp + ((tiles - 1) * npx + px) * MR;
+      for (std::size_t t = 0; t + 1 < tiles; ++t) std::copy_n(src + t * MR, MR, xp + (t * M + px) * MR);
+      T* dst = xp + (last / MR * M + px) * MR;
       std::copy_n(src + last, sh.c - last, dst);
       std::fill(dst + (sh.c - last), dst + MR, T(0));
     }
@@ -217,14 +220,12 @@ HWY_NOINLINE void weights_task(const WeightsJob<T>& j, T* part_acc, std::size_t 
   // kPackGradientBytes the copy costs more than it saves (perf/README.md v12). The products
   // and their order are the same either way.
   const bool pack = sh.k * sizeof(T) >= kPackGradientBytes;
-  T* packed = pack ? packed_scratch<T, 0>(j.rows_per_chunk * Q * G) : nullptr;
-  const std::size_t x_tiles = detail::ceil_div(sh.c, MR);
-  T* xp = packs_x(sh) ? packed_scratch<T, 1>(j.rows_per_chunk * Q * x_tiles * MR) : nullptr;
+  T* packed = pack ? packed_scratch<T>(j.rows_per_chunk * Q * G) : nullptr;
+  const std::size_t x_tiles = detail::ceil_div(sh.c, MR), M = sh.n * sh.p() * Q;
   // The groups take turns within each chunk, so the chunk's x, read by every group, is still
   // in L2 when the next group reads it.
   for (std::size_t row0 = rows_begin; row0 < rows_end; row0 += j.rows_per_chunk) {
     const std::size_t row1 = std::min(rows_end, row0 + j.rows_per_chunk), npx = (row1 - row0) * Q;
-    if (xp) pack_x_chunk<MR>(sh, j.x, row0, row1, xp);
     for (std::size_t grp = grp_begin; grp < grp_end; ++grp) {
       const std::size_t width = std::min(G, sh.k - grp * G);
       ChunkGradient<T> dyc{j.dy + row0 * Q * sh.k + grp * G, sh.k};
@@ -237,15 +238,15 @@ HWY_NOINLINE void weights_task(const WeightsJob<T>& j, T* part_acc, std::size_t 
         dyc = {packed, G};
       }
       const std::size_t tile_width = pack ? G : width;
-      if (xp) {
+      if (j.xp) {
         for (std::size_t t = 0; t < x_tiles; ++t) {
           T* out = part_acc + t * MR * j.kp + grp * G;
+          const T* xt = j.xp + (t * M + row0 * Q) * MR;
           const std::size_t mr = std::min(MR, sh.c - t * MR);
           if (tile_width == G) {
-            weights_tile_packed<Tile, true>(xp + t * npx * MR, npx, dyc, out, j.kp, row0 == rows_begin, mr, G);
+            weights_tile_packed<Tile, true>(xt, npx, dyc, out, j.kp, row0 == rows_begin, mr, G);
           } else {
-            weights_tile_packed<Tile, false>(xp + t * npx * MR, npx, dyc, out, j.kp, row0 == rows_begin, mr,
-                                             tile_width);
+            weights_tile_packed<Tile, false>(xt, npx, dyc, out, j.kp, row0 == rows_begin, mr, tile_width);
           }
         }
         continue;
@@ -264,7 +265,14 @@ void conv_backward_weights(const Conv2dShape& sh, const T* x, const T* dy, T* dw
   const std::size_t groups = detail::ceil_div(sh.k, G), kp = groups * G, RS = sh.r * sh.s;
   const std::size_t rows = sh.n * sh.p(), parts = detail::conv_weight_parts(sh);
   const std::size_t stride = detail::conv_weight_partial_size(sh);  // between the parts' results
-  const WeightsJob<T> job{&sh, x, dy, kp, std::max<std::size_t>(1, kChunkPixels / sh.q())};
+  T* xp = packs_x(sh) ? ws + parts * stride : nullptr;  // after the parts' results
+  if (xp) {
+    constexpr std::size_t kPackRows = 64;
+    detail::parallel_items(detail::ceil_div(rows, kPackRows), [&](std::size_t b) {
+      pack_x_rows<Tile::kRows>(sh, x, b * kPackRows, std::min(rows, b * kPackRows + kPackRows), xp);
+    });
+  }
+  const WeightsJob<T> job{&sh, x, dy, kp, std::max<std::size_t>(1, kChunkPixels / sh.q()), xp};
   // A task owns 64 output channels on every target (weight_parts counts tasks that way): one
   // register group on AVX-512, four on AVX2, which then share each chunk's x. With a task per
   // 16-channel group AVX2 streamed x from memory K/16 times (perf/README.md v13c).

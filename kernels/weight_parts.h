@@ -59,6 +59,12 @@ void sum_parts(T* partials, std::size_t n, std::size_t parts, std::size_t stride
 constexpr std::size_t conv_weight_partial_size(const Conv2dShape& sh) {
   return sh.r * sh.s * sh.c * round_up(sh.k, 64);
 }
+/// After the parts' results: a 1x1 convolution without padding packs the x pixels it reads,
+/// [channel tile][pixels][rows] (conv_weights.cpp), rows 4 or 6 per target, so round_up(C, 12)
+/// channels per pixel. Sized for every target; AVX-512 targets do not pack and never touch it.
+constexpr std::size_t conv_weight_packed_x_size(const Conv2dShape& sh) {
+  return sh.r == 1 && sh.s == 1 && sh.pad == 0 ? sh.n * sh.p() * sh.q() * round_up(sh.c, 12) : 0;
+}
 constexpr std::size_t conv_weight_parts(const Conv2dShape& sh) {
   const std::size_t rows_min = sh.q() >= 512 ? 1 : ceil_div(512, sh.q());
   return weight_parts(sh.k, sh.n * sh.p(), rows_min, conv_weight_partial_size(sh),
