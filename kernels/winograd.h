@@ -145,12 +145,21 @@ constexpr std::size_t kWinogradWeightWork4 = 65536;
 constexpr std::size_t winograd_grad_sub_tiles(std::size_t m, std::size_t stride) {
   return stride == 2 ? kWinogradGradSubTilesS2 : m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles;
 }
+/// `n` elements (a multiple of 16) rounded up to an odd number of 64-byte lines of float. A
+/// task's transforms store each tile's XI values n apart, all in one burst; at an even number
+/// of lines they fell into a few of L1's 64 sets (12 tiles x 64 channels: 48 lines, 4 sets;
+/// F(2x2, 3x3)'s 64 x 64: 256 lines, 1 set) and nearly every store missed.
+constexpr std::size_t winograd_odd_lines(std::size_t n) { return n / 16 % 2 == 0 ? n + 16 : n; }
 constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
-  // The larger of the two tiles' slots; + kWinogradMaxTile: the last register tile of
-  // channels may read past the rows.
-  const std::size_t f2 = kWinogradGradSubTiles * 16, f4 = kWinogradGradSubTiles4 * 36, s2 = kWinogradGradSubTilesS2 * 81;
+  // The largest of the forms' slots; + kWinogradMaxTile: the last register tile of channels
+  // may read past the rows.
+  auto slot = [&](std::size_t tiles, std::size_t xi) {
+    return xi * (winograd_odd_lines(tiles * winograd_row(c)) + winograd_odd_lines(tiles * kWinogradMaxGroup));
+  };
+  const std::size_t f2 = slot(kWinogradGradSubTiles, 16), f4 = slot(kWinogradGradSubTiles4, 36);
+  const std::size_t s2 = slot(kWinogradGradSubTilesS2, 81);
   const std::size_t most = f2 > f4 ? (f2 > s2 ? f2 : s2) : (f4 > s2 ? f4 : s2);
-  return round_up(most * (winograd_row(c) + kWinogradMaxGroup) + kWinogradMaxTile, 16);
+  return round_up(most + kWinogradMaxTile, 16);
 }
 
 /// The Winograd output tile a forward or backward-data call with `algorithm` runs for `sh`:

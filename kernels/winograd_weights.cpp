@@ -244,16 +244,19 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
   const Conv2dShape& sh = *j.sh;
   const std::size_t C = sh.c, crow = detail::winograd_row(C), ST = j.sub_tiles;
   const std::size_t k_begin = tg * TG, width = std::min(TG, sh.k - k_begin), subgroups = detail::ceil_div(width, G);
-  T* v = slot;                   // [XI][ST][crow]
-  T* z = slot + XI * ST * crow;  // [XI][ST][TG]
+  // [XI][ST][crow] and [XI][ST][TG], each xi an odd number of cache lines apart
+  // (winograd_odd_lines).
+  const std::size_t vxi = detail::winograd_odd_lines(ST * crow), zxi = detail::winograd_odd_lines(ST * TG);
+  T* v = slot;
+  T* z = slot + XI * vxi;
   const Patches<T>& pt = j.x;
   for (std::size_t s0 = t_begin; s0 < t_end; s0 += ST) {
     const std::size_t nt = std::min(ST, t_end - s0);
     for (std::size_t t = 0; t < nt; ++t) {
-      transform_input<M, S>(d, pt, s0 + t, 0, C, v + t * crow, ST * crow);
+      transform_input<M, S>(d, pt, s0 + t, 0, C, v + t * crow, vxi);
       for (std::size_t sg = 0; sg < subgroups; ++sg)
         transform_grad<M, S, Tile>(j.dy, pt.grid, sh.k, s0 + t, k_begin / G + sg, std::min(G, width - sg * G),
-                                   pt.zero, z + t * TG + sg * G, ST * TG);
+                                   pt.zero, z + t * TG + sg * G, zxi);
     }
     // The GEMMs below are compute-bound and touch only the slot; meanwhile, prefetch what
     // the next sub-chunk's transforms read (a burst of loads with little arithmetic, which
@@ -277,7 +280,7 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
           // Rows past mr read the slot's padding or the next channels: computed, never stored.
           for (std::size_t q = 0; q < run.count; ++q) {
             const std::size_t xi = run.first + q * run.step;
-            tile_pixels<MR, NV, true>(d, v + xi * ST * crow + c0, crow, z + xi * ST * TG + sg * G, TG, nt, G, acc);
+            tile_pixels<MR, NV, true>(d, v + xi * vxi + c0, crow, z + xi * zxi + sg * G, TG, nt, G, acc);
           }
           for (std::size_t i = 0; i < mr; ++i)
             for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
