@@ -289,6 +289,7 @@ HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::si
   constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>;
   T* v = slot;                               // [block_tiles][XI][row]
   T* m = slot + j.block_tiles * XI * j.row;  // see below
+  const std::size_t mxi = detail::winograd_odd_lines(j.block_tiles * G);  // xi_outer's xi stride
   const std::size_t len = j.in.len;
   for (std::size_t t = 0; t < ntiles; ++t) transform_input<M, S>(d, j.in, tile0 + t, 0, len, v + t * XI * j.row, j.row);
   auto gemm = [&](std::size_t grp, std::size_t xi, std::size_t t0, T* out, std::size_t out_stride) {
@@ -305,11 +306,10 @@ HWY_NOINLINE void winograd_block(const WinoJob<T>& j, std::size_t tile0, std::si
     const std::size_t width = std::min(G, j.outs - grp * G);
     if (j.xi_outer) {
       // One xi at a time over the whole block, so its weights (len x G) are read from L2
-      // once per block; the products wait in m [XI][block_tiles][G].
+      // once per block; the products wait in m [XI][block_tiles][G], each xi mxi apart.
       for (std::size_t xi = 0; xi < XI; ++xi)
-        for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) gemm(grp, xi, t0, m + (xi * j.block_tiles + t0) * G, G);
-      for (std::size_t t = 0; t < ntiles; ++t)
-        transform_output<M, S, Tile>(j, tile0 + t, m + t * G, j.block_tiles * G, grp, width);
+        for (std::size_t t0 = 0; t0 < ntiles; t0 += MR) gemm(grp, xi, t0, m + xi * mxi + t0 * G, G);
+      for (std::size_t t = 0; t < ntiles; ++t) transform_output<M, S, Tile>(j, tile0 + t, m + t * G, mxi, grp, width);
     } else {
       // One register tile at a time through all xi (the group's weights stay in L2); the
       // products wait in m [XI][MR][G], in L1 (F(2x2, 3x3)) or L2.
@@ -331,18 +331,20 @@ void winograd_whole(const WinoJob<T>& j, std::size_t tiles, T* buf) {
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
   constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>, kChunk = 8;  // tiles per transform item
   const std::size_t len = j.in.len, row = j.row;
+  // Each xi's rows of v and of m an odd number of cache lines apart (winograd_odd_lines).
+  const std::size_t vxi = detail::winograd_odd_lines(tiles * row), mxi = detail::winograd_odd_lines(tiles * G);
   T* v = buf;
-  T* m = buf + XI * tiles * row;
+  T* m = buf + XI * vxi;
   detail::parallel_items(detail::ceil_div(tiles, kChunk), [&](std::size_t item) {
     for (std::size_t t = item * kChunk; t < std::min(tiles, item * kChunk + kChunk); ++t)
-      transform_input<M, S>(d, j.in, t, 0, len, v + t * row, tiles * row);
+      transform_input<M, S>(d, j.in, t, 0, len, v + t * row, vxi);
   });
   // Items xi-major, so the loops that take neighbouring items share the xi's rows of v in L2.
   detail::parallel_items(XI * j.groups, [&](std::size_t item) {
     const std::size_t xi = item / j.groups, grp = item % j.groups;
-    const T* vx = v + xi * tiles * row;
+    const T* vx = v + xi * vxi;
     const T* u = j.u + (grp * XU + u_row<M, S>(xi)) * len * G;
-    T* out = m + (grp * XI + xi) * tiles * G;
+    T* out = m + (grp * XI + xi) * mxi;
     for (std::size_t t0 = 0; t0 < tiles; t0 += MR) {
       const std::size_t nrows = std::min(MR, tiles - t0);
       const T* rows[MR];
@@ -357,7 +359,7 @@ void winograd_whole(const WinoJob<T>& j, std::size_t tiles, T* buf) {
   detail::parallel_items(detail::ceil_div(tiles, kChunk), [&](std::size_t item) {
     for (std::size_t t = item * kChunk; t < std::min(tiles, item * kChunk + kChunk); ++t)
       for (std::size_t grp = 0; grp < j.groups; ++grp)
-        transform_output<M, S, Tile>(j, t, m + grp * XI * tiles * G + t * G, tiles * G, grp,
+        transform_output<M, S, Tile>(j, t, m + grp * XI * mxi + t * G, mxi, grp,
                                   std::min(G, j.outs - grp * G));
   });
 }
@@ -478,7 +480,7 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
     std::copy(bias, bias + outs, bias_p);
   }
   const Patches<T> in{src, src_h, src_w, len, static_cast<std::ptrdiff_t>(pad), zero, Grid(out_h, out_w, M), odd};
-  WinoJob<T> j{in, out, outs, u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_row(len),
+  WinoJob<T> j{in, out, outs, u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_block_row(len),
                XU * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2, ep};
   // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
   // that the worker loops stay balanced on small images (layer 4: 512 tiles at batch 128).

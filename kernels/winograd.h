@@ -26,17 +26,26 @@ constexpr std::size_t kWinogradBlockBudget = 288 * 1024;
 
 /// Elements per transformed-input row of `len` channels (whole 64-byte lines).
 constexpr std::size_t winograd_row(std::size_t len) { return round_up(len, 16); }
+/// `n` elements (a multiple of 16) rounded up to an odd number of 64-byte lines of float.
+/// Transforms store a tile's XI values a fixed stride apart, all in one burst, and the output
+/// transforms read them back so; at an even number of lines the stride puts them in a few of
+/// L1's 64 sets (F(4x4, 3x3) at 512 channels: 32 lines, 2 sets; 128 tiles x 512 channels in
+/// the whole path, or F(2x2, 3x3)'s weight-gradient sub-chunk of 64 tiles x 64 channels: one
+/// set) and nearly every access misses. An odd number of lines is coprime with the 64 sets.
+constexpr std::size_t winograd_odd_lines(std::size_t n) { return n / 16 % 2 == 0 ? n + 16 : n; }
+/// Row stride of a block's transformed input [tile][xi][row] (forward and backward-data).
+constexpr std::size_t winograd_block_row(std::size_t len) { return winograd_odd_lines(winograd_row(len)); }
 /// Tiles per block: a multiple of 12 (so of every target's register-tile rows), 12 to 96.
 constexpr std::size_t winograd_max_block_tiles(std::size_t len, std::size_t xi) {
-  const std::size_t t = kWinogradBlockBudget / (xi * winograd_row(len)) / 12 * 12;
+  const std::size_t t = kWinogradBlockBudget / (xi * winograd_block_row(len)) / 12 * 12;
   return t < 12 ? 12 : (t > 96 ? 96 : t);
 }
 /// The most tiles of a block that streams its weights (xi_outer, below), and so of any block.
 constexpr std::size_t kWinogradOuterTiles = 96;
 constexpr std::size_t winograd_slot_size(std::size_t len, std::size_t xi) {
   const std::size_t t = kWinogradOuterTiles, one_tile = xi * kWinogradMaxTile;
-  const std::size_t block = xi * t * kWinogradMaxGroup;
-  return round_up(t * xi * winograd_row(len) + (block > one_tile ? block : one_tile), 16);
+  const std::size_t block = xi * winograd_odd_lines(t * kWinogradMaxGroup);
+  return round_up(t * xi * winograd_block_row(len) + (block > one_tile ? block : one_tile), 16);
 }
 /// Above this many bytes of transformed weights per output-channel group (xi x len x group
 /// width), forward and backward-data take one xi at a time over a block rather than one
@@ -126,7 +135,9 @@ constexpr std::size_t kWinogradWholeRunWeights = 4 * 1024 * 1024;
 constexpr std::size_t winograd_run_whole_size(std::size_t len, std::size_t outs, std::size_t tiles, std::size_t xi,
                                               std::size_t us) {
   const std::size_t u = us * len * round_up(outs, kWinogradMaxGroup);
-  const std::size_t size = xi * tiles * (winograd_row(len) + round_up(outs, kWinogradMaxGroup));
+  // v [xi][tiles][row] and m [groups][xi][tiles][G], each xi an odd number of lines apart
+  const std::size_t size = xi * (winograd_odd_lines(tiles * winograd_block_row(len)) + tiles * round_up(outs, kWinogradMaxGroup) +
+                                 16 * ceil_div(outs, 16));
   return u > kWinogradWholeRunWeights && size <= kWinogradWholeBudget ? size : 0;
 }
 
@@ -145,11 +156,6 @@ constexpr std::size_t kWinogradWeightWork4 = 65536;
 constexpr std::size_t winograd_grad_sub_tiles(std::size_t m, std::size_t stride) {
   return stride == 2 ? kWinogradGradSubTilesS2 : m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles;
 }
-/// `n` elements (a multiple of 16) rounded up to an odd number of 64-byte lines of float. A
-/// task's transforms store each tile's XI values n apart, all in one burst; at an even number
-/// of lines they fell into a few of L1's 64 sets (12 tiles x 64 channels: 48 lines, 4 sets;
-/// F(2x2, 3x3)'s 64 x 64: 256 lines, 1 set) and nearly every store missed.
-constexpr std::size_t winograd_odd_lines(std::size_t n) { return n / 16 % 2 == 0 ? n + 16 : n; }
 constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
   // The largest of the forms' slots; + kWinogradMaxTile: the last register tile of channels
   // may read past the rows.
