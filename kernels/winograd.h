@@ -88,9 +88,12 @@ constexpr bool winograd_stride2_applies(const Conv2dShape& sh) {
 // Xeon, AVX3): 16 tiles 22.4/44.2/36.3/36.2, 32 22.5/29.4/26.4/28.0, 64 20.8/22.7/20.1/23.8,
 // 96 22.4/23.8/22.9/28.9, 128 22.3/23.7/23.5/27.0; AVX2 32 72.8/60.9/63.1/71.4, 48
 // 63.1/57.6/59.1/73.0, 64 63.7/56.6/61.4/64.8. F(4x4, 3x3) keeps about the same footprint
-// (XI x tiles: 36 x 28 against 16 x 64). The sub-chunk never changes a sum (the
-// accumulators carry over).
-constexpr std::size_t kWinogradGradSubTiles = 64, kWinogradGradSubTiles4 = 28, kWinogradGradSubTilesS2 = 12;
+// (XI x tiles: 36 x 28 against 16 x 64). The stride-2 form (81 products into 36 U rows)
+// takes 24 tiles: after the odd-line strides (winograd_odd_lines), Zen 3 AVX2 batch 128, ms
+// l2_down / l3_down, medians of 6 alternating rounds: 6 tiles about 40 / 37, 12 34.0 / 34.6,
+// 18 35.3 / 33.4, 24 30.1 / 28.7. The sub-chunk never changes a sum (the accumulators carry
+// over).
+constexpr std::size_t kWinogradGradSubTiles = 64, kWinogradGradSubTiles4 = 28, kWinogradGradSubTilesS2 = 24;
 /// A weight gradient with one part (weight_parts.h) whose transforms of every tile, input
 /// [XI][tiles][row] and output gradient [XI][tiles][round_up(K, 64)], take at most this many
 /// elements (48 MiB of float) transforms them all once, then runs each xi's GEMM over all the

@@ -68,7 +68,7 @@ const std::vector<ok::Conv2dShape> kShapes = {
     shape(2, 19, 16, 15, 18, 3, 3, 2, 0), shape(4, 64, 24, 24, 64, 3, 3, 2, 1),
     shape(2, 256, 12, 12, 20, 3, 3, 2, 1), shape(4, 250, 12, 12, 500, 3, 3, 2, 1),
     // The stride-2 weight gradient cut into 5 parts (the other stride-2 shapes run it whole),
-    // each over sub-chunks of 12 tiles and a partial one.
+    // each over sub-chunks of 24 tiles and a partial one.
     shape(8, 5, 66, 66, 7, 3, 3, 2, 1),
     // 1x1 weight gradients on packed x (conv_weights.cpp): stride 1 with a packed output
     // gradient (K = 300) over several chunks and a partial channel tile, and stride 3.
