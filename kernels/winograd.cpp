@@ -596,7 +596,7 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
   };
   auto weights = [&](std::size_t m) {
     return winograd_weight_parts(sh, m) * winograd_weight_partial_size(sh, m) + winograd_row(std::max(sh.c, sh.k)) +
-           std::max(kWinogradSlots * winograd_grad_slot_size(sh.c),
+           std::max(kWinogradSlots * winograd_grad_slot_size(sh.c, m, sh.stride),
                     winograd_weights_whole(sh, m) ? winograd_whole_size(sh, m) + kWinogradMaxTile : 0);
   };
   if (sh.stride == 2)

@@ -159,16 +159,14 @@ constexpr std::size_t kWinogradWeightWork4 = 65536;
 constexpr std::size_t winograd_grad_sub_tiles(std::size_t m, std::size_t stride) {
   return stride == 2 ? kWinogradGradSubTilesS2 : m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles;
 }
-constexpr std::size_t winograd_grad_slot_size(std::size_t c) {
-  // The largest of the forms' slots; + kWinogradMaxTile: the last register tile of channels
-  // may read past the rows.
-  auto slot = [&](std::size_t tiles, std::size_t xi) {
-    return xi * (winograd_odd_lines(tiles * winograd_row(c)) + winograd_odd_lines(tiles * kWinogradMaxGroup));
-  };
-  const std::size_t f2 = slot(kWinogradGradSubTiles, 16), f4 = slot(kWinogradGradSubTiles4, 36);
-  const std::size_t s2 = slot(kWinogradGradSubTilesS2, 81);
-  const std::size_t most = f2 > f4 ? (f2 > s2 ? f2 : s2) : (f4 > s2 ? f4 : s2);
-  return round_up(most + kWinogradMaxTile, 16);
+/// One weight-gradient task's slot for the form with MxM tiles and `stride` (the transforms of
+/// a sub-chunk, each xi an odd number of lines apart); + kWinogradMaxTile: the last register
+/// tile of channels may read past the rows.
+constexpr std::size_t winograd_grad_slot_size(std::size_t c, std::size_t m, std::size_t stride) {
+  const std::size_t tiles = winograd_grad_sub_tiles(m, stride), xi = stride == 2 ? 81 : (m + 2) * (m + 2);
+  return round_up(xi * (winograd_odd_lines(tiles * winograd_row(c)) + winograd_odd_lines(tiles * kWinogradMaxGroup)) +
+                      kWinogradMaxTile,
+                  16);
 }
 
 /// The Winograd output tile a forward or backward-data call with `algorithm` runs for `sh`:
