@@ -76,11 +76,9 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "winograd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
-#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <initializer_list>
 
@@ -596,7 +594,7 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
   };
   auto weights = [&](std::size_t m) {
     return winograd_weight_parts(sh, m) * winograd_weight_partial_size(sh, m) + winograd_row(std::max(sh.c, sh.k)) +
-           std::max(kWinogradSlots * winograd_grad_slot_size(sh.c, m, sh.stride),
+           std::max(kWinogradSlots * winograd_grad_slot_size(sh, m),
                     winograd_weights_whole(sh, m) ? winograd_whole_size(sh, m) + kWinogradMaxTile : 0);
   };
   if (sh.stride == 2)

@@ -162,12 +162,13 @@ constexpr std::size_t kWinogradWeightWork4 = 65536;
 constexpr std::size_t winograd_grad_sub_tiles(std::size_t m, std::size_t stride) {
   return stride == 2 ? kWinogradGradSubTilesS2 : m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles;
 }
-/// One weight-gradient task's slot for the form with MxM tiles and `stride` (the transforms of
+/// One weight-gradient task's slot for `sh`'s form with MxM tiles (the transforms of
 /// a sub-chunk, each xi an odd number of lines apart); + kWinogradMaxTile: the last register
 /// tile of channels may read past the rows.
-constexpr std::size_t winograd_grad_slot_size(std::size_t c, std::size_t m, std::size_t stride) {
-  const std::size_t tiles = winograd_grad_sub_tiles(m, stride), xi = stride == 2 ? 81 : (m + 2) * (m + 2);
-  return round_up(xi * (winograd_odd_lines(tiles * winograd_row(c)) + winograd_odd_lines(tiles * kWinogradMaxGroup)) +
+constexpr std::size_t winograd_grad_slot_size(const Conv2dShape& sh, std::size_t m) {
+  const std::size_t tiles = winograd_grad_sub_tiles(m, sh.stride);
+  return round_up(winograd_weight_xi(sh, m) * (winograd_odd_lines(tiles * winograd_row(sh.c)) +
+                                               winograd_odd_lines(tiles * kWinogradMaxGroup)) +
                       kWinogradMaxTile,
                   16);
 }

@@ -428,7 +428,7 @@ void winograd_backward_weights_t(const Conv2dShape& sh, const T* x, const T* dy,
   std::fill(zero, slots, T(0));
   const Patches<T> patches{x, sh.h, sh.w, sh.c, static_cast<std::ptrdiff_t>(sh.pad), zero, Grid(sh.p(), sh.q(), M)};
   const WinoGradJob<T> job{&sh, patches, dy, kp, detail::winograd_grad_sub_tiles(M, S)};
-  const std::size_t tiles = patches.grid.tiles(sh.n), slot_size = detail::winograd_grad_slot_size(sh.c, M, S);
+  const std::size_t tiles = patches.grid.tiles(sh.n), slot_size = detail::winograd_grad_slot_size(sh, M);
   if (detail::winograd_weights_whole(sh, M)) {
     winograd_weights_whole<M, S, Tile>(job, du, slots, tiles);
   } else {
