@@ -14,6 +14,7 @@
 #define ODYSSEY_KERNELS_CONV_INL_H_
 #endif
 
+#include <hwy/aligned_allocator.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -105,6 +106,21 @@ HWY_INLINE void tile_pixels(D d, const T* HWY_RESTRICT x, std::size_t xstep,
   }
   HWY_UNROLL(MR * NV)
   for (std::size_t i = 0; i < MR * NV; ++i) acc[i] = sum[i];
+}
+
+/// This thread's scratch buffer of at least n elements, grown when needed and kept, so that
+/// after the first step no task allocates (a packed chunk gradient, a block's gathered
+/// patches). A task runs no other task inside it, so one buffer per thread is enough; every
+/// caller fills what it reads.
+template <class T>
+T* packed_scratch(std::size_t n) {
+  thread_local hwy::AlignedFreeUniquePtr<T[]> buffer;
+  thread_local std::size_t capacity = 0;
+  if (capacity < n) {
+    buffer = hwy::AllocateAligned<T>(n);
+    capacity = n;
+  }
+  return buffer.get();
 }
 
 /// Loads (or stores) kRows x kVectors accumulators from (to) rows[i] + [0, width), where

@@ -95,6 +95,85 @@ HWY_INLINE void stream_zeros(const Gather<T>& g, const PixelRef<T>* px, std::siz
   hwy::FlushStream();
 }
 
+/// A forward convolution over fewer channels than this (the stem: 3 channels, 1 for
+/// Fashion-MNIST) gathers each pixel's R*S*C patch values into one row first.
+constexpr std::size_t kPatchRowChannels = 8;
+
+/// The forward pass of a convolution over few channels: per tap, the gather kernel would
+/// reduce over only C values, with a register tile's row pointers and padding checks redone
+/// for each of the R*S taps. The block's pixels first get their patches copied to rows of
+/// R*S*C values ([tap][c], zeros where a tap falls in the padding), in the packed weights'
+/// [tap][c] order, so each register tile runs one reduction of R*S*C.
+template <class Tile, class T>
+HWY_NOINLINE void gather_block_patches(const Gather<T>& g, std::size_t R, std::size_t S, const PixelRef<T>* px,
+                                       std::size_t npx, std::size_t grp_begin, std::size_t grp_end) {
+  const typename Tile::D d;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  const std::ptrdiff_t H = static_cast<std::ptrdiff_t>(g.src_h), W = static_cast<std::ptrdiff_t>(g.src_w);
+  const std::ptrdiff_t SS = static_cast<std::ptrdiff_t>(S);
+  const std::size_t C = g.len, seg = S * C, len = R * seg;
+  T* patches = packed_scratch<T>(npx * len);
+  for (std::size_t i = 0; i < npx; ++i) {
+    const PixelRef<T>& p = px[i];
+    const bool inside_cols = p.v0 >= 0 && p.v0 + SS <= W;
+    for (std::size_t r = 0; r < R; ++r) {
+      // Tap row r: S*C values, contiguous in x where every column is inside the image.
+      T* HWY_RESTRICT dst = patches + i * len + r * seg;
+      const std::ptrdiff_t u = p.u0 + static_cast<std::ptrdiff_t>(r);
+      if (u < 0 || u >= H) {
+        std::fill_n(dst, seg, T(0));
+        continue;
+      }
+      if (inside_cols) {
+        const T* HWY_RESTRICT src = p.image + static_cast<std::size_t>(u * W + p.v0) * C;
+        std::size_t j = 0;
+        for (; j + L <= seg; j += L) hn::StoreU(hn::LoadU(d, src + j), d, dst + j);
+        for (; j < seg; ++j) dst[j] = src[j];
+        continue;
+      }
+      for (std::ptrdiff_t s = 0; s < SS; ++s, dst += C) {
+        const std::ptrdiff_t v = p.v0 + s;
+        if (v >= 0 && v < W) {
+          std::copy_n(p.image + static_cast<std::size_t>(u * W + v) * C, C, dst);
+        } else {
+          std::fill_n(dst, C, T(0));
+        }
+      }
+    }
+  }
+  for (std::size_t grp = grp_begin; grp < grp_end; ++grp) {
+    const std::size_t width = std::min(G, g.out_width - grp * G);
+    for (std::size_t t = 0; t < npx; t += MR) {
+      const std::size_t nrows = std::min(MR, npx - t);
+      T* orow[MR];
+      const T* rows[MR];
+      // Rows past nrows repeat the last pixel: computed, never stored.
+      for (std::size_t i = 0; i < MR; ++i) {
+        orow[i] = px[t + std::min(i, nrows - 1)].out + grp * G;
+        rows[i] = patches + (t + std::min(i, nrows - 1)) * len;
+      }
+      hn::Vec<decltype(d)> acc[MR * NV];
+      if (g.bias) {
+        for (std::size_t v = 0; v < NV; ++v) {
+          const auto b = hn::Load(d, g.bias + grp * G + v * L);
+          for (std::size_t i = 0; i < MR; ++i) acc[i * NV + v] = b;
+        }
+      } else {
+        for (auto& a : acc) a = hn::Zero(d);
+      }
+      tile_rows<MR, NV>(d, rows, g.wp + grp * g.taps_total * C * G, len, acc);
+      if (g.ep) {
+        for (std::size_t v = 0; v < NV && v * L < width; ++v) {
+          const EpilogueLanes<decltype(d)> ep(d, *g.ep, grp * G + v * L, std::min(L, width - v * L));
+          for (std::size_t i = 0; i < nrows; ++i)
+            acc[i * NV + v] = ep(d, acc[i * NV + v], static_cast<std::size_t>(orow[i] - g.out) + v * L);
+        }
+      }
+      store_rows<MR, NV>(d, acc, orow, nrows, width);
+    }
+  }
+}
+
 template <class Tile, class T>
 HWY_NOINLINE void gather_block(const Gather<T>& g, const TapList& taps, const PixelRef<T>* px,
                                std::size_t npx, std::size_t grp_begin, std::size_t grp_end) {
@@ -230,6 +309,8 @@ void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, 
                     zero, false, chunk_for<Tile>(sh.c, RS), ep};
   const std::size_t M = sh.n * P * Q, block = kBlockTiles * MR, blocks = detail::ceil_div(M, block);
   const std::size_t splits = group_splits(blocks, groups);
+  // Every tap, in the packed weights' order, and one chunk: a patch row lines up with them.
+  const bool patch_rows = sh.c < kPatchRowChannels && g.chunk >= sh.c;
   detail::parallel_items(blocks * splits, [&](std::size_t item) {
     const std::size_t b = item / splits, split = item % splits;
     PixelRef<T> px[kBlockTiles * MR];
@@ -241,8 +322,13 @@ void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, 
                static_cast<std::ptrdiff_t>((pq % Q) * sh.stride) - static_cast<std::ptrdiff_t>(sh.pad),
                y + m * sh.k};
     }
-    gather_block<Tile>(g, taps, px, npx, detail::part_begin(groups, split, splits),
-                       detail::part_begin(groups, split + 1, splits));
+    if (patch_rows) {
+      gather_block_patches<Tile>(g, sh.r, sh.s, px, npx, detail::part_begin(groups, split, splits),
+                                 detail::part_begin(groups, split + 1, splits));
+    } else {
+      gather_block<Tile>(g, taps, px, npx, detail::part_begin(groups, split, splits),
+                         detail::part_begin(groups, split + 1, splits));
+    }
   });
 }
 

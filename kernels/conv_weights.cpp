@@ -16,7 +16,6 @@
 #define HWY_TARGET_INCLUDE "conv_weights.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
-#include <hwy/aligned_allocator.h>
 #include <hwy/cache_control.h>
 
 #include <algorithm>
@@ -138,20 +137,6 @@ HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, const 
   ((mr == I + 1 ? weights_tile_any<Tile, I + 1>(j, dyc, part_acc, first, grp, width, rs, c0, row0, row1)
                 : void()),
    ...);
-}
-
-/// This thread's buffer for a packed chunk gradient, grown to at least n elements and kept,
-/// so that after the first step no task allocates. A task runs no other task inside it, so one
-/// buffer per thread is enough.
-template <class T>
-T* packed_scratch(std::size_t n) {
-  thread_local hwy::AlignedFreeUniquePtr<T[]> buffer;
-  thread_local std::size_t capacity = 0;
-  if (capacity < n) {
-    buffer = hwy::AllocateAligned<T>(n);
-    capacity = n;
-  }
-  return buffer.get();
 }
 
 /// A 1x1 convolution without padding reads, per output pixel, the one x pixel at (p*stride,
