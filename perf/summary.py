@@ -37,9 +37,14 @@ CONVS = {
     "l4_3x3_512_4": (512, 4, 512, 1, 3, 3),
     "l4_proj_1x1_256to512_s2": (256, 8, 512, 2, 1, 1),
 }
-# The rows of the performance table: every convolution after the stem (3x3 and the 1x1
-# projections), each pass against oneDNN (PyTorch's convolution on CPU).
-CONV_ROWS = [n for n in CONVS if not n.startswith("stem")]
+# The rows of the performance table: every convolution of the network, each pass against
+# oneDNN (PyTorch's convolution on CPU).
+CONV_ROWS = list(CONVS)
+
+
+def conv_passes(name):
+    """The passes training runs: the stem's input gradient (the image's) is never computed."""
+    return ("fwd", "bwd_weights") if name.startswith("stem") else ("fwd", "bwd_data", "bwd_weights")
 # The end-to-end rows (issue 14): mode, batch, threads, and the target ratio over PyTorch with
 # tuned malloc. The 1-thread row gives the two-thread scaling.
 E2E_CASES = [("train", 128, 2, 2.0), ("train", 128, 1, None), ("train", 32, 2, 1.5),
@@ -56,8 +61,7 @@ def step_breakdown(k, step_seconds):
     parts = {"conv2d": 0.0, "batch_norm2d fwd+bwd": 0.0, "rest (relu bwd, pool, linear, loss, SGD)": 0.0}
     try:
         for name, (*_, count) in CONVS.items():
-            passes = ("fwd", "bwd_weights") if name.startswith("stem") else ("fwd", "bwd_data", "bwd_weights")
-            parts["conv2d"] += count * sum(k[f"conv2d/{p}/{name}"] for p in passes)
+            parts["conv2d"] += count * sum(k[f"conv2d/{p}/{name}"] for p in conv_passes(name))
         for shape, count in STEP_BN.items():
             parts["batch_norm2d fwd+bwd"] += count * k[f"batchnorm/train_fwd_bwd/{shape}"]
             parts["rest (relu bwd, pool, linear, loss, SGD)"] += STEP_RELU_BWD[shape] * k[f"relu/bwd/{shape}"]
@@ -176,7 +180,7 @@ def main():
         flops = conv_flops(name)
         # Issue 14: every pass >= 1.2x oneDNN, the stride-2 and 1x1 ones >= 1.5x.
         target = ">= 1.5x oneDNN" if "_s2" in name or "_1x1_" in name else ">= 1.2x oneDNN"
-        for pas in ("fwd", "bwd_data", "bwd_weights"):
+        for pas in conv_passes(name):
             key = f"conv2d/{pas}/{name}"
             if key not in ours_k:
                 continue
@@ -225,8 +229,7 @@ def main():
         print("|---|---|---|")
         for what, sec in parts.items():
             print(f"| {what} | {sec * 1e3:.0f} | {100 * sec / step:.0f}% |")
-        conv_flop = sum(count * conv_flops(name) * (2 if name.startswith("stem") else 3)
-                        for name, (*_, count) in CONVS.items())
+        conv_flop = sum(count * conv_flops(name) * len(conv_passes(name)) for name, (*_, count) in CONVS.items())
         print(f"\nconv2d in the step: {conv_flop / 1e9:.0f} GFLOP as direct convolutions, done at "
               f"{conv_flop / parts['conv2d'] / 1e9:.0f} GFLOP/s ({pct(conv_flop / parts['conv2d'] / 1e9, kernel_peak)} of "
               f"the measured peak; Winograd does fewer).")

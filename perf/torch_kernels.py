@@ -1,6 +1,6 @@
-"""PyTorch's side of the kernel rows of `make bench`: each ResNet-18 3x3 convolution
+"""PyTorch's side of the kernel rows of `make bench`: each ResNet-18 convolution
 (forward, backward-data, backward-weights, through aten's convolution_backward, i.e.
-oneDNN) and batch norm forward+backward at (128, 64, 32, 32), batch 128, timed as the
+oneDNN; the stem without backward-data, which training never runs) and batch norm forward+backward at (128, 64, 32, 32), batch 128, timed as the
 median of repeated calls, printed as JSON. Run with Debian's PyTorch: /usr/bin/python3."""
 import argparse
 import json
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from summary import CONV_ROWS, CONVS  # noqa: E402  (the shapes, shared with the table)
+from summary import CONV_ROWS, CONVS, conv_passes  # noqa: E402  (the shapes, shared with the table)
 
 
 def median_seconds(fn, reps):
@@ -46,9 +46,10 @@ def main():
         def bwd(mask):
             return lambda: torch.ops.aten.convolution_backward(dy, x, w, None, [s, s], [p, p], [1, 1], False, [0, 0], 1, mask)
 
-        out[f"conv2d/fwd/{name}"] = median_seconds(lambda: F.conv2d(x, w, None, s, p), a.reps)
-        out[f"conv2d/bwd_data/{name}"] = median_seconds(bwd([True, False, False]), a.reps)
-        out[f"conv2d/bwd_weights/{name}"] = median_seconds(bwd([False, True, False]), a.reps)
+        runs = {"fwd": lambda: F.conv2d(x, w, None, s, p), "bwd_data": bwd([True, False, False]),
+                "bwd_weights": bwd([False, True, False])}
+        for pas in conv_passes(name):
+            out[f"conv2d/{pas}/{name}"] = median_seconds(runs[pas], a.reps)
     x = torch.randn(a.batch, 64, 32, 32, requires_grad=True)
     bn = torch.nn.BatchNorm2d(64)
     dy = torch.randn_like(x)
