@@ -429,6 +429,12 @@ void conv_backward_data_f64(const Conv2dShape& sh, const double* dy, const doubl
   conv_backward_data_any(sh, dy, w, dx, ws, acc);
 }
 
+/// The tiles x channels from which the automatic weight gradient takes F(4x4, 3x3) on this
+/// target (winograd.h).
+std::size_t winograd_weight_work4() {
+  return HWY_TARGET <= HWY_AVX3 ? detail::kWinogradWeightWork4 : detail::kWinogradWeightWork4Avx2;
+}
+
 }  // namespace odyssey::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -442,6 +448,7 @@ HWY_EXPORT(conv_forward_f32);
 HWY_EXPORT(conv_forward_f64);
 HWY_EXPORT(conv_backward_data_f32);
 HWY_EXPORT(conv_backward_data_f64);
+HWY_EXPORT(winograd_weight_work4);
 
 namespace {
 void check(const Conv2dShape& sh) {
@@ -519,10 +526,12 @@ ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& sh) {
   if (a == ConvAlgorithm::direct) return a;
   // F(4x4, 3x3) where its tiles fit the output as for the other passes and the reduction
   // over tiles is long beside the transformed gradient it sums into ([36][C][K], 2.25x
-  // F(2x2, 3x3)'s): tiles x channels at least kWinogradWeightWork4 (winograd.h).
+  // F(2x2, 3x3)'s): tiles x channels at least the SIMD target's threshold
+  // (kWinogradWeightWork4 and kWinogradWeightWork4Avx2, winograd.h).
   const std::size_t t4 = detail::ceil_div(sh.p(), 4) * detail::ceil_div(sh.q(), 4);
   const std::size_t t2 = detail::ceil_div(sh.p(), 2) * detail::ceil_div(sh.q(), 2);
-  if (36 * t4 * 100 <= 65 * 16 * t2 && sh.n * t4 * std::min(sh.c, sh.k) >= detail::kWinogradWeightWork4)
+  if (36 * t4 * 100 <= 65 * 16 * t2 &&
+      sh.n * t4 * std::min(sh.c, sh.k) >= HWY_DYNAMIC_DISPATCH(winograd_weight_work4)())
     return ConvAlgorithm::winograd4;
   return ConvAlgorithm::winograd;
 }

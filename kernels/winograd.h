@@ -157,8 +157,15 @@ constexpr std::size_t winograd_run_whole_size(std::size_t len, std::size_t outs,
 /// path (model-207 Xeon, medians of 3) layer 4 went F(4x4, 3x3)'s way: AVX3 28.4 -> 24.7,
 /// AVX2 53.8 -> 40.5; at batch 32 layer 3 at 7x7 (128 x 256) AVX3 5.5 -> 6.3 (AVX2 11.9 ->
 /// 9.0), layer 4 at 4x4 (32 x 512) 10.0 -> 15.2 and 15.7 -> 20.1; Fashion-MNIST's layer 1
-/// (1568 x 64) 3.9 -> 3.1 and 7.0 -> 4.9 (model 167).
+/// (1568 x 64) 3.9 -> 3.1 and 7.0 -> 4.9 (model 167). That is the AVX-512 threshold.
 constexpr std::size_t kWinogradWeightWork4 = 65536;
+/// AVX2 (and the emulated targets) take F(4x4, 3x3) from half as much work: on Zen 3 (AVX2,
+/// perf/README.md v17, two runs each, ms F(2x2, 3x3) -> F(4x4, 3x3)) layer 3 at batch 32
+/// (128 4x4 tiles x 256: 8x8 10.5, 11.0 -> 5.9, 7.1; 7x7 10.8 -> 6.5) and layer 4 at batch 64
+/// (64 x 512: 20.6, 22.3 -> 16.3, 17.2) are faster with F(4x4, 3x3), layer 4 at batch 32
+/// (32 x 512: 10.3, 9.9 -> 12.2, 12.3) slower. The model-207 Xeon's AVX2 agreed at 7x7 (11.9
+/// -> 9.0) where its AVX3 did not (5.5 -> 6.3).
+constexpr std::size_t kWinogradWeightWork4Avx2 = 32768;
 constexpr std::size_t winograd_grad_sub_tiles(std::size_t m, std::size_t stride) {
   return stride == 2 ? kWinogradGradSubTilesS2 : m == 4 ? kWinogradGradSubTiles4 : kWinogradGradSubTiles;
 }

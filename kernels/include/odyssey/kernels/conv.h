@@ -35,7 +35,9 @@ struct Conv2dShape {
 /// tiles, forward and backward-data take F(4x4, 3x3) where 4x4 tiles fit the output (at
 /// most 0.65x F(2x2, 3x3)'s multiplies) and the call has at least 128 of them, F(2x2, 3x3)
 /// otherwise; for stride 2, see conv2d_automatic_algorithm; the weight gradient has its own
-/// rule (conv2d_automatic_weight_algorithm). The choice depends on the shape alone.
+/// rule (conv2d_automatic_weight_algorithm). The choice depends on the shape and, for the
+/// weight gradient's two Winograd tiles, on the SIMD target that runs (never on the thread
+/// count), so a machine gets the same arithmetic for the same shape on any number of cores.
 enum class ConvAlgorithm { automatic, direct, winograd, winograd4 };
 
 /// Whether ConvAlgorithm::winograd and winograd4 can compute all three passes of `shape`
@@ -50,7 +52,10 @@ bool conv2d_winograd_stride2_applies(const Conv2dShape& shape);
 /// at least 16, 4x4 tiles fit the output (at most 0.75x the direct convolution's
 /// multiplies) and the forward pass has at least 128 of them.
 ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& shape);
-/// What ConvAlgorithm::automatic runs for `shape`'s weight gradient.
+/// What ConvAlgorithm::automatic runs for `shape`'s weight gradient: the stride-2 rule of
+/// conv2d_automatic_algorithm; for stride 1 the direct convolution where the other passes
+/// take it, else F(4x4, 3x3) where 4x4 tiles fit the output and tiles x min(C, K) reach the
+/// running SIMD target's threshold (65536 on AVX-512, 32768 below), F(2x2, 3x3) otherwise.
 ConvAlgorithm conv2d_automatic_weight_algorithm(const Conv2dShape& shape);
 
 /// Elements of scratch memory (of the scalar type, 64-byte aligned) that every conv2d
