@@ -95,6 +95,38 @@ HWY_INLINE void stream_zeros(const Gather<T>& g, const PixelRef<T>* px, std::siz
   hwy::FlushStream();
 }
 
+/// A register tile's accumulators before its first chunk: output group grp's bias, or zeros.
+template <class Tile, class T, class V>
+HWY_INLINE void start_tile(const Gather<T>& g, std::size_t grp, V* acc) {
+  const typename Tile::D d;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  if (g.bias) {
+    for (std::size_t v = 0; v < NV; ++v) {
+      const auto b = hn::Load(d, g.bias + grp * G + v * L);
+      for (std::size_t i = 0; i < MR; ++i) acc[i * NV + v] = b;
+    }
+  } else {
+    for (std::size_t i = 0; i < MR * NV; ++i) acc[i] = hn::Zero(d);
+  }
+}
+
+/// Stores a register tile's nrows output rows of group grp, after the epilogue when `last`
+/// (its reduction is complete) and the call has one.
+template <class Tile, class T, class V>
+HWY_INLINE void finish_tile(const Gather<T>& g, std::size_t grp, std::size_t width, T* const* orow,
+                            std::size_t nrows, bool last, V* acc) {
+  const typename Tile::D d;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  if (g.ep && last) {
+    for (std::size_t v = 0; v < NV && v * L < width; ++v) {
+      const EpilogueLanes<decltype(d)> ep(d, *g.ep, grp * G + v * L, std::min(L, width - v * L));
+      for (std::size_t i = 0; i < nrows; ++i)
+        acc[i * NV + v] = ep(d, acc[i * NV + v], static_cast<std::size_t>(orow[i] - g.out) + v * L);
+    }
+  }
+  store_rows<MR, NV>(d, acc, orow, nrows, width);
+}
+
 /// A forward convolution over fewer channels than this (the stem: 3 channels, 1 for
 /// Fashion-MNIST) gathers each pixel's R*S*C patch values into one row first.
 constexpr std::size_t kPatchRowChannels = 8;
@@ -153,23 +185,9 @@ HWY_NOINLINE void gather_block_patches(const Gather<T>& g, std::size_t R, std::s
         rows[i] = patches + (t + std::min(i, nrows - 1)) * len;
       }
       hn::Vec<decltype(d)> acc[MR * NV];
-      if (g.bias) {
-        for (std::size_t v = 0; v < NV; ++v) {
-          const auto b = hn::Load(d, g.bias + grp * G + v * L);
-          for (std::size_t i = 0; i < MR; ++i) acc[i * NV + v] = b;
-        }
-      } else {
-        for (auto& a : acc) a = hn::Zero(d);
-      }
+      start_tile<Tile>(g, grp, acc);
       tile_rows<MR, NV>(d, rows, g.wp + grp * g.taps_total * C * G, len, acc);
-      if (g.ep) {
-        for (std::size_t v = 0; v < NV && v * L < width; ++v) {
-          const EpilogueLanes<decltype(d)> ep(d, *g.ep, grp * G + v * L, std::min(L, width - v * L));
-          for (std::size_t i = 0; i < nrows; ++i)
-            acc[i * NV + v] = ep(d, acc[i * NV + v], static_cast<std::size_t>(orow[i] - g.out) + v * L);
-        }
-      }
-      store_rows<MR, NV>(d, acc, orow, nrows, width);
+      finish_tile<Tile>(g, grp, width, orow, nrows, true, acc);
     }
   }
 }
@@ -198,13 +216,8 @@ HWY_NOINLINE void gather_block(const Gather<T>& g, const TapList& taps, const Pi
         hn::Vec<decltype(d)> acc[MR * NV];
         if (c0 > 0 || g.accumulate) {
           load_rows<MR, NV>(d, orow, nrows, width, acc);
-        } else if (g.bias) {
-          for (std::size_t v = 0; v < NV; ++v) {
-            const auto b = hn::Load(d, g.bias + grp * G + v * L);
-            for (std::size_t i = 0; i < MR; ++i) acc[i * NV + v] = b;
-          }
         } else {
-          for (auto& a : acc) a = hn::Zero(d);
+          start_tile<Tile>(g, grp, acc);
         }
         for (std::size_t k = 0; k < taps.count; ++k) {
           const T* rows[MR];
@@ -220,14 +233,7 @@ HWY_NOINLINE void gather_block(const Gather<T>& g, const TapList& taps, const Pi
           tile_rows<MR, NV>(d, rows, g.wp + ((grp * g.taps_total + taps.wtap[k]) * g.len + c0) * G,
                             clen, acc);
         }
-        if (g.ep && c0 + clen == g.len) {
-          for (std::size_t v = 0; v < NV && v * L < width; ++v) {
-            const EpilogueLanes<decltype(d)> ep(d, *g.ep, grp * G + v * L, std::min(L, width - v * L));
-            for (std::size_t i = 0; i < nrows; ++i)
-              acc[i * NV + v] = ep(d, acc[i * NV + v], static_cast<std::size_t>(orow[i] - g.out) + v * L);
-          }
-        }
-        store_rows<MR, NV>(d, acc, orow, nrows, width);
+        finish_tile<Tile>(g, grp, width, orow, nrows, c0 + clen == g.len, acc);
       }
     }
   }
@@ -248,13 +254,15 @@ void pack_weights(std::size_t outs, std::size_t len, std::size_t taps, T* wp, co
     const T* HWY_RESTRICT src = w + grp * G * o_step + tap;
     // Along whichever of w's axes is contiguous (backward-data's j, forward's c in a 1x1).
     if (o_step <= c_step) {
-      for (std::size_t c = 0; c < len; ++c, dst += G, src += c_step) {
+      for (std::size_t c = 0; c < len; ++c) {
+        const T* HWY_RESTRICT row = src + c * c_step;
+        T* HWY_RESTRICT out = dst + c * G;
         if (o_step == 1) {
-          std::copy_n(src, width, dst);
+          std::copy_n(row, width, out);
         } else {
-          for (std::size_t j = 0; j < width; ++j) dst[j] = src[j * o_step];
+          for (std::size_t j = 0; j < width; ++j) out[j] = row[j * o_step];
         }
-        for (std::size_t j = width; j < G; ++j) dst[j] = T(0);
+        std::fill(out + width, out + G, T(0));
       }
     } else {
       for (std::size_t j = 0; j < width; ++j) {
