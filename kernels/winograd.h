@@ -99,8 +99,9 @@ constexpr bool winograd_stride2_applies(const Conv2dShape& sh) {
 constexpr std::size_t kWinogradGradSubTiles = 64, kWinogradGradSubTiles4 = 28, kWinogradGradSubTilesS2 = 24;
 /// A weight gradient with one part (weight_parts.h) whose transforms of every tile, input
 /// [XI][tiles][row] and output gradient [XI][tiles][round_up(K, 64)], take at most this many
-/// elements (48 MiB of float) transforms them all once, then runs each xi's GEMM over all the
-/// tiles with its accumulators in registers: layers 3 and 4 of ResNet-18 at batch 128, where
+/// elements (48 MiB of float) transforms them all once, then runs each U row's GEMMs over all
+/// the tiles, 64 output channels per task, in blocks of tiles whose V stays in L2 (the
+/// accumulators go to dU between blocks): layers 3 and 4 of ResNet-18 at batch 128, where
 /// a reduction of 128-512 tiles beside a dU of 4-16 MiB made the sub-chunked tasks reload
 /// dU every sub-chunk and transform each input patch once per 64 output channels. The
 /// sums run over the tiles in the same order either way, so the result is the same.

@@ -230,6 +230,20 @@ constexpr bool xi_runs_cover() {
 }
 static_assert(xi_runs_cover<2, 1>() && xi_runs_cover<4, 1>() && xi_runs_cover<4, 2>());
 
+/// The MR x NV accumulators of dU at `out` (rows kp apart): zeros if `first`, else loaded
+/// (rows past mr zero); `body(acc)` adds to them; rows below mr are stored back. Storing and
+/// loading a float is exact, so a sum split this way is the same sum.
+template <std::size_t MR, std::size_t NV, class D, class T, class Body>
+HWY_INLINE void update_du(D d, T* out, std::size_t kp, std::size_t mr, bool first, const Body& body) {
+  constexpr std::size_t L = hn::MaxLanes(D());
+  hn::Vec<D> acc[MR * NV];
+  for (std::size_t i = 0; i < MR; ++i)
+    for (std::size_t k = 0; k < NV; ++k) acc[i * NV + k] = first || i >= mr ? hn::Zero(d) : hn::Load(d, out + i * kp + k * L);
+  body(acc);
+  for (std::size_t i = 0; i < mr; ++i)
+    for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * kp + k * L);
+}
+
 /// dU for the output channels [tg*TG, tg*TG + TG) (TG = kWinogradMaxGroup: one or more
 /// register groups of G), every input channel and all XU U rows, summed over tiles
 /// [t_begin, t_end) (at least one) into `du` ([XU][C][kp]); a U row shared by several
@@ -238,7 +252,7 @@ template <std::size_t M, std::size_t S, class Tile, class T>
 HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::size_t tg, std::size_t t_begin,
                                         std::size_t t_end, T* slot) {
   const typename Tile::D d;
-  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup;
   constexpr std::size_t TG = detail::kWinogradMaxGroup, XI = kXi<M, S>, XU = kURows<M, S>;
   static_assert(TG % G == 0);
   const Conv2dShape& sh = *j.sh;
@@ -272,36 +286,40 @@ HWY_NOINLINE void winograd_weights_task(const WinoGradJob<T>& j, T* du, std::siz
       for (std::size_t sg = 0; sg < subgroups; ++sg)
         for (std::size_t c0 = 0; c0 < C; c0 += MR) {
           const std::size_t mr = std::min(MR, C - c0);
-          T* out = du + (r * sh.c + c0) * j.kp + k_begin + sg * G;
-          hn::Vec<decltype(d)> acc[MR * NV];
-          for (std::size_t i = 0; i < MR; ++i)
-            for (std::size_t k = 0; k < NV; ++k)
-              acc[i * NV + k] = s0 == t_begin || i >= mr ? hn::Zero(d) : hn::Load(d, out + i * j.kp + k * L);
           // Rows past mr read the slot's padding or the next channels: computed, never stored.
-          for (std::size_t q = 0; q < run.count; ++q) {
-            const std::size_t xi = run.first + q * run.step;
-            tile_pixels<MR, NV, true>(d, v + xi * vxi + c0, crow, z + xi * zxi + sg * G, TG, nt, G, acc);
-          }
-          for (std::size_t i = 0; i < mr; ++i)
-            for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
+          update_du<MR, NV>(d, du + (r * sh.c + c0) * j.kp + k_begin + sg * G, j.kp, mr, s0 == t_begin, [&](auto* acc) {
+            for (std::size_t q = 0; q < run.count; ++q) {
+              const std::size_t xi = run.first + q * run.step;
+              tile_pixels<MR, NV, true>(d, v + xi * vxi + c0, crow, z + xi * zxi + sg * G, TG, nt, G, acc);
+            }
+          });
         }
     }
   }
 }
 
 /// The whole-transform weight gradient (winograd_weights_whole): V [XI][tiles][crow] and Z
-/// [XI][tiles][kp] of every tile, transformed in blocks of tiles; then one task per U row and
-/// register group of output channels runs dU[row][c][group] = sum over its products (in xi
-/// order) of the sum over all tiles, in order.
+/// [XI][tiles][kz] of every tile, transformed in blocks of tiles; then one task per U row and
+/// kWinogradMaxGroup output channels (one or more register groups) runs dU[row][c][group] =
+/// sum over its products (in xi order) of the sum over all tiles, in order. A task walks each
+/// xi's tiles in blocks of about kWholeBlockBytes of V, so that a block's V serves all of the
+/// task's register groups from L2 (AVX2 has four per 64 channels; with one task per group,
+/// V [xi] was read from L3 or memory K/16 times); the accumulators are stored to dU between
+/// blocks and loaded back, which changes no sum or its order.
 template <std::size_t M, std::size_t S, class Tile, class T>
 void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t tiles) {
   const typename Tile::D d;
-  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup, L = Tile::kLanes;
-  constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>, kBlock = 16;
+  constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup;
+  constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>, TG = detail::kWinogradMaxGroup, kBlock = 16;
+  constexpr std::size_t kWholeBlockBytes = 320 * 1024;
+  static_assert(TG % G == 0);
   const Conv2dShape& sh = *j.sh;
   const std::size_t C = sh.c, crow = detail::winograd_whole_row(C);
-  const std::size_t kz = detail::winograd_whole_row(detail::round_up(sh.k, detail::kWinogradMaxGroup));
-  const std::size_t groups = detail::ceil_div(sh.k, G);
+  const std::size_t kz = detail::winograd_whole_row(detail::round_up(sh.k, TG));
+  const std::size_t groups = detail::ceil_div(sh.k, G), task_groups = detail::ceil_div(sh.k, TG);
+  // Blocks of equal size (within a tile), as few as keep each under kWholeBlockBytes.
+  const std::size_t blocks = detail::ceil_div(tiles * crow * sizeof(T), kWholeBlockBytes);
+  const std::size_t block = detail::ceil_div(tiles, blocks);
   T* z = v + XI * tiles * crow;
   detail::parallel_items(detail::ceil_div(tiles, kBlock), [&](std::size_t b) {
     for (std::size_t t = b * kBlock; t < std::min(tiles, b * kBlock + kBlock); ++t) {
@@ -311,21 +329,23 @@ void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t ti
                                    z + t * kz + g * G, tiles * kz);
     }
   });
-  detail::parallel_items(XU * groups, [&](std::size_t item) {
-    const std::size_t r = item / groups, g = item % groups;
+  detail::parallel_items(XU * task_groups, [&](std::size_t item) {
+    const std::size_t r = item / task_groups, g_begin = (item % task_groups) * (TG / G);
+    const std::size_t g_end = std::min(groups, g_begin + TG / G);
     const XiRun run = xi_of_row<M, S>(r);
-    for (std::size_t c0 = 0; c0 < C; c0 += MR) {
-      const std::size_t mr = std::min(MR, C - c0);
-      hn::Vec<decltype(d)> acc[MR * NV];
-      for (auto& a : acc) a = hn::Zero(d);
-      // Rows past mr read the row's padding or the next channels: computed, never stored.
-      for (std::size_t q = 0; q < run.count; ++q) {
-        const std::size_t xi = run.first + q * run.step;
-        tile_pixels<MR, NV, true>(d, v + xi * tiles * crow + c0, crow, z + xi * tiles * kz + g * G, kz, tiles, G, acc);
+    for (std::size_t q = 0; q < run.count; ++q) {
+      const std::size_t xi = run.first + q * run.step;
+      for (std::size_t t0 = 0; t0 < tiles; t0 += block) {
+        const std::size_t nt = std::min(block, tiles - t0);
+        const bool first = q == 0 && t0 == 0;
+        for (std::size_t g = g_begin; g < g_end; ++g)
+          for (std::size_t c0 = 0; c0 < C; c0 += MR)
+            // Rows past mr read the row's padding or the next channels: computed, never stored.
+            update_du<MR, NV>(d, du + (r * C + c0) * j.kp + g * G, j.kp, std::min(MR, C - c0), first, [&](auto* acc) {
+              tile_pixels<MR, NV, true>(d, v + (xi * tiles + t0) * crow + c0, crow, z + (xi * tiles + t0) * kz + g * G,
+                                        kz, nt, G, acc);
+            });
       }
-      T* out = du + (r * C + c0) * j.kp + g * G;
-      for (std::size_t i = 0; i < mr; ++i)
-        for (std::size_t k = 0; k < NV; ++k) hn::Store(acc[i * NV + k], d, out + i * j.kp + k * L);
     }
   });
 }

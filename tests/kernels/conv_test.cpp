@@ -57,6 +57,9 @@ const std::vector<ok::Conv2dShape> kShapes = {
     // F(4x4, 3x3) with more than 4 Mi transformed weights runs whole (kernels/winograd.h):
     // forward on the wide tile, backward-data on the tall one, partial register tiles.
     shape(4, 250, 6, 6, 500, 3, 3, 1, 1),
+    // The whole weight gradient in two blocks of tiles (F(2x2, 3x3): 336 tiles of 256-float
+    // rows, over 320 KiB), output channels in two tasks of 64 with a partial register group.
+    shape(21, 250, 7, 7, 70, 3, 3, 1, 1),
     // Weight gradients whose reduction is cut into parts summed separately, then in order
     // (kernels/weight_parts.h): 6 parts direct and 3 Winograd; 3 parts for the strided 1x1.
     shape(8, 19, 30, 30, 21, 3, 3, 1, 1), shape(8, 13, 30, 30, 9, 1, 1, 2, 0),
