@@ -153,12 +153,20 @@ template <std::size_t M, std::size_t S, class D, class T>
 HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std::size_t c_begin,
                                 std::size_t count, T* HWY_RESTRICT v, std::size_t xi_stride) {
   constexpr std::size_t L = hn::MaxLanes(D()), A = kSide<M, S>;
-  const T* p[A * A];
-  patch_pixels<M, S>(pt, tile, c_begin, p);
+  const T* pixels[A * A];
+  patch_pixels<M, S>(pt, tile, c_begin, pixels);
   // One vector of channels from c; `load` reads it from a pixel (whole vectors, or the last
   // partial one: two copies of the body, so neither tests per load which it is).
+  //
+  // The stores go through may_alias vector types, so the compiler must assume each one can
+  // change anything it reaches through memory: what the stores and loads address (p, out, xs,
+  // c) are copied into locals and the lambdas, not referred to (by reference clang reloaded v,
+  // xi_stride and c from the closure for every store: 3 loads and a multiply each).
   auto body = [&](std::size_t c, auto load) {
-    auto store = [&](hn::Vec<D> x, std::size_t xi) { hn::Store(x, d, v + xi * xi_stride + c); };
+    const T* const* const p = pixels;
+    T* const out = v + c;
+    const std::size_t xs = xi_stride;
+    auto store = [d, out, xs](hn::Vec<D> x, std::size_t xi) { hn::Store(x, d, out + xi * xs); };
     if constexpr (S == 2 && M == 8) {  // the backward-data form: a 5x5 patch of dy
       const std::size_t o = pt.odd;
       hn::Vec<D> t[25];  // B^T d, column by column (t[e * 5 + f])
@@ -245,10 +253,10 @@ HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std
       HWY_UNROLL(4)
       for (std::size_t a = 0; a < 4; ++a) {  // (B^T d) B, row by row
         const std::size_t r = a * 4;
-        hn::Store(hn::Sub(t[r + 0], t[r + 2]), d, v + (r + 0) * xi_stride + c);
-        hn::Store(hn::Add(t[r + 1], t[r + 2]), d, v + (r + 1) * xi_stride + c);
-        hn::Store(hn::Sub(t[r + 2], t[r + 1]), d, v + (r + 2) * xi_stride + c);
-        hn::Store(hn::Sub(t[r + 1], t[r + 3]), d, v + (r + 3) * xi_stride + c);
+        store(hn::Sub(t[r + 0], t[r + 2]), r + 0);
+        store(hn::Add(t[r + 1], t[r + 2]), r + 1);
+        store(hn::Sub(t[r + 2], t[r + 1]), r + 2);
+        store(hn::Sub(t[r + 1], t[r + 3]), r + 3);
       }
     } else {
       static_assert(M == 4);
@@ -267,13 +275,13 @@ HWY_INLINE void transform_input(D d, const Patches<T>& pt, std::size_t tile, std
         hn::Vec<D> r[6];
         input_line_6(d, t + a * 6, r);
         HWY_UNROLL(6)
-        for (std::size_t b = 0; b < 6; ++b) hn::Store(r[b], d, v + (a * 6 + b) * xi_stride + c);
+        for (std::size_t b = 0; b < 6; ++b) store(r[b], a * 6 + b);
       }
     }
   };
   std::size_t c = 0;
-  for (; c + L <= count; c += L) body(c, [&](const T* q) { return hn::LoadU(d, q + c); });
-  if (c < count) body(c, [&](const T* q) { return load_n(d, q + c, count - c); });
+  for (; c + L <= count; c += L) body(c, [d, c](const T* q) { return hn::LoadU(d, q + c); });
+  if (c < count) body(c, [d, c, n = count - c](const T* q) { return load_n(d, q + c, n); });
 }
 
 
