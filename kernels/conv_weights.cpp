@@ -220,34 +220,47 @@ HWY_NOINLINE void weights_task(const WeightsJob<T>& j, T* part_acc, std::size_t 
   const std::size_t RS = sh.r * sh.s, Q = sh.q();
   // Where a pixel's output-gradient channels lie 1 KB or more apart in y (K >= 256 floats),
   // the chunk's pixels fall into at most four of L1's 64 sets and evict each other between the
-  // tiles that reuse them, so the chunk's gradient of this group is copied to [pixels][G]
-  // first (zeros past `width`, so every tile takes the full-width loads). Below
+  // tiles that reuse them, so the chunk's gradient of the task's groups is copied to
+  // [group][pixels][G] first (zeros past `width`, so every tile takes the full-width loads). Below
   // kPackGradientBytes the copy costs more than it saves (perf/README.md v12). The products
   // and their order are the same either way.
   const bool pack = sh.k * sizeof(T) >= kPackGradientBytes;
-  T* packed = pack ? packed_scratch<T>(j.rows_per_chunk * Q * G) : nullptr;
+  T* packed = pack ? packed_scratch<T>(j.rows_per_chunk * Q * G * (grp_end - grp_begin)) : nullptr;
   const std::size_t x_tiles = detail::ceil_div(sh.c, MR), M = sh.n * sh.p() * Q;
   // The groups take turns within each chunk, so the chunk's x, read by every group, is still
   // in L2 when the next group reads it.
   for (std::size_t row0 = rows_begin; row0 < rows_end; row0 += j.rows_per_chunk) {
     const std::size_t row1 = std::min(rows_end, row0 + j.rows_per_chunk), npx = (row1 - row0) * Q;
-    for (std::size_t grp = grp_begin; grp < grp_end; ++grp) {
-      const std::size_t width = std::min(G, sh.k - grp * G);
-      ChunkGradient<T> dyc{j.dy + row0 * Q * sh.k + grp * G, sh.k};
-      if (pack) {
-        // By vectors: a std::copy_n per pixel called memmove for 64 bytes (5% of l4_proj's samples).
-        const typename Tile::D d;
-        constexpr std::size_t L = Tile::kLanes;
-        for (std::size_t px = 0; px < npx; ++px) {
-          const T* src = dyc.data + px * sh.k;
+    if (pack) {
+      // Every group of the task at once, to [group][pixels][G], by vectors: a pixel's channels
+      // of the task are contiguous lines, fetched together, and the pixels kAhead on are
+      // prefetched (they lie K floats apart, 2 KB at l4_proj, so every other one starts a new
+      // page, where the hardware's stride prefetch stops). A copy per group waited on one line
+      // per pixel at a time: 11% of l4_proj's task samples. (A std::copy_n per pixel called
+      // memmove for 64 bytes: 5% of them.)
+      const typename Tile::D d;
+      constexpr std::size_t L = Tile::kLanes, kAhead = 4, kLine = 64 / sizeof(T);
+      const T* chunk = j.dy + row0 * Q * sh.k;
+      const std::size_t k_begin = grp_begin * G, k_end = std::min(sh.k, grp_end * G);
+      for (std::size_t px = 0; px < npx; ++px) {
+        if (px + kAhead < npx)
+          for (std::size_t k = k_begin; k < k_end; k += kLine) hwy::Prefetch(chunk + (px + kAhead) * sh.k + k);
+        for (std::size_t grp = grp_begin; grp < grp_end; ++grp) {
+          const std::size_t width = std::min(G, sh.k - grp * G);
+          const T* src = chunk + px * sh.k + grp * G;
+          T* dst = packed + ((grp - grp_begin) * npx + px) * G;
           HWY_UNROLL(Tile::kVectors)
           for (std::size_t v = 0; v < Tile::kVectors; ++v) {
             const std::size_t off = v * L;
-            hn::Store(off < width ? load_n(d, src + off, width - off) : hn::Zero(d), d, packed + px * G + off);
+            hn::Store(off < width ? load_n(d, src + off, width - off) : hn::Zero(d), d, dst + off);
           }
         }
-        dyc = {packed, G};
       }
+    }
+    for (std::size_t grp = grp_begin; grp < grp_end; ++grp) {
+      const std::size_t width = std::min(G, sh.k - grp * G);
+      ChunkGradient<T> dyc{j.dy + row0 * Q * sh.k + grp * G, sh.k};
+      if (pack) dyc = {packed + (grp - grp_begin) * npx * G, G};
       const std::size_t tile_width = pack ? G : width;
       if (j.xp) {
         for (std::size_t t = 0; t < x_tiles; ++t) {
