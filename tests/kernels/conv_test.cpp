@@ -57,7 +57,7 @@ const std::vector<ok::Conv2dShape> kShapes = {
     // F(4x4, 3x3) with more than 4 Mi transformed weights runs whole (kernels/winograd.h):
     // forward on the wide tile, backward-data on the tall one, partial register tiles.
     shape(4, 250, 6, 6, 500, 3, 3, 1, 1),
-    // The whole weight gradient in two blocks of tiles (F(2x2, 3x3): 336 tiles of 256-float
+    // The whole weight gradient in two blocks of tiles (F(2x2, 3x3): 336 tiles of 272-float
     // rows, over 320 KiB), output channels in two tasks of 64 with a partial register group.
     shape(21, 250, 7, 7, 70, 3, 3, 1, 1),
     // Weight gradients whose reduction is cut into parts summed separately, then in order
