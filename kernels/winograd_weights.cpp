@@ -310,7 +310,7 @@ template <std::size_t M, std::size_t S, class Tile, class T>
 void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t tiles) {
   const typename Tile::D d;
   constexpr std::size_t MR = Tile::kRows, NV = Tile::kVectors, G = Tile::kGroup;
-  constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>, TG = detail::kWinogradMaxGroup, kBlock = 16;
+  constexpr std::size_t XI = kXi<M, S>, XU = kURows<M, S>, TG = detail::kWinogradMaxGroup, kTransformTiles = 16;
   constexpr std::size_t kWholeBlockBytes = 320 * 1024;
   static_assert(TG % G == 0);
   const Conv2dShape& sh = *j.sh;
@@ -318,11 +318,11 @@ void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t ti
   const std::size_t kz = detail::winograd_whole_row(detail::round_up(sh.k, TG));
   const std::size_t groups = detail::ceil_div(sh.k, G), task_groups = detail::ceil_div(sh.k, TG);
   // Blocks of equal size (within a tile), as few as keep each under kWholeBlockBytes.
-  const std::size_t blocks = detail::ceil_div(tiles * crow * sizeof(T), kWholeBlockBytes);
-  const std::size_t block = detail::ceil_div(tiles, blocks);
+  const std::size_t gemm_blocks = detail::ceil_div(tiles * crow * sizeof(T), kWholeBlockBytes);
+  const std::size_t gemm_tiles = detail::ceil_div(tiles, gemm_blocks);
   T* z = v + XI * tiles * crow;
-  detail::parallel_items(detail::ceil_div(tiles, kBlock), [&](std::size_t b) {
-    for (std::size_t t = b * kBlock; t < std::min(tiles, b * kBlock + kBlock); ++t) {
+  detail::parallel_items(detail::ceil_div(tiles, kTransformTiles), [&](std::size_t b) {
+    for (std::size_t t = b * kTransformTiles; t < std::min(tiles, (b + 1) * kTransformTiles); ++t) {
       transform_input<M, S>(d, j.x, t, 0, C, v + t * crow, tiles * crow);
       for (std::size_t g = 0; g < groups; ++g)
         transform_grad<M, S, Tile>(j.dy, j.x.grid, sh.k, t, g, std::min(G, sh.k - g * G), j.x.zero,
@@ -335,8 +335,8 @@ void winograd_weights_whole(const WinoGradJob<T>& j, T* du, T* v, std::size_t ti
     const XiRun run = xi_of_row<M, S>(r);
     for (std::size_t q = 0; q < run.count; ++q) {
       const std::size_t xi = run.first + q * run.step;
-      for (std::size_t t0 = 0; t0 < tiles; t0 += block) {
-        const std::size_t nt = std::min(block, tiles - t0);
+      for (std::size_t t0 = 0; t0 < tiles; t0 += gemm_tiles) {
+        const std::size_t nt = std::min(gemm_tiles, tiles - t0);
         const bool first = q == 0 && t0 == 0;
         for (std::size_t g = g_begin; g < g_end; ++g)
           for (std::size_t c0 = 0; c0 < C; c0 += MR)
