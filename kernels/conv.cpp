@@ -292,16 +292,25 @@ std::size_t chunk_for(std::size_t len, std::size_t taps) {
   return detail::ceil_div(len, chunks);
 }
 
+/// The forward pass's packed weights of w [K][C][R][S] (taps in [tap] order).
+template <class Tile, class T>
+void pack_forward_weights(const Conv2dShape& sh, const T* w, T* wp) {
+  const std::size_t RS = sh.r * sh.s;
+  pack_weights<Tile>(sh.k, sh.c, RS, wp, w, sh.c * RS, RS);  // w[k][c][tap]
+}
+
+/// The forward pass; `prepared`: the packed weights (pack_forward_weights), or null to pack
+/// w into the workspace.
 template <class T, class Tile>
 void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws,
-                  const ConvEpilogue<T>* ep) {
+                  const ConvEpilogue<T>* ep, const T* prepared) {
   constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows;
   const std::size_t RS = sh.r * sh.s, P = sh.p(), Q = sh.q(), groups = detail::ceil_div(sh.k, G);
   T* wp = ws;
   T* zero = wp + groups * G * RS * sh.c;
   T* bias_p = zero + detail::round_up(sh.c, 16);
   std::fill(zero, zero + sh.c, T(0));
-  pack_weights<Tile>(sh.k, sh.c, RS, wp, w, sh.c * RS, RS);  // w[k][c][tap]
+  if (!prepared) pack_forward_weights<Tile>(sh, w, wp);
   if (bias) {
     std::fill(bias_p, bias_p + groups * G, T(0));
     std::copy(bias, bias + sh.k, bias_p);
@@ -313,7 +322,7 @@ void conv_forward(const Conv2dShape& sh, const T* x, const T* w, const T* bias, 
       taps.dv[taps.count] = static_cast<std::ptrdiff_t>(s);
       taps.wtap[taps.count++] = r * sh.s + s;
     }
-  const Gather<T> g{x, sh.h, sh.w, sh.c, wp, RS, y, sh.k, groups, bias ? bias_p : nullptr,
+  const Gather<T> g{x, sh.h, sh.w, sh.c, prepared ? prepared : wp, RS, y, sh.k, groups, bias ? bias_p : nullptr,
                     zero, false, chunk_for<Tile>(sh.c, RS), ep};
   const std::size_t M = sh.n * P * Q, block = kBlockTiles * MR, blocks = detail::ceil_div(M, block);
   const std::size_t splits = group_splits(blocks, groups);
@@ -410,9 +419,14 @@ void conv_backward_data(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T
 
 template <class T>
 void conv_forward_any(const Conv2dShape& sh, const T* x, const T* w, const T* b, T* y, T* ws,
-                      const ConvEpilogue<T>* ep) {
-  if (use_tall_tile(sh.c)) conv_forward<T, ConvTile<T, true>>(sh, x, w, b, y, ws, ep);
-  else conv_forward<T, ConvTile<T, false>>(sh, x, w, b, y, ws, ep);
+                      const ConvEpilogue<T>* ep, const T* prepared) {
+  if (use_tall_tile(sh.c)) conv_forward<T, ConvTile<T, true>>(sh, x, w, b, y, ws, ep, prepared);
+  else conv_forward<T, ConvTile<T, false>>(sh, x, w, b, y, ws, ep, prepared);
+}
+template <class T>
+void pack_forward_weights_any(const Conv2dShape& sh, const T* w, T* wp) {
+  if (use_tall_tile(sh.c)) pack_forward_weights<ConvTile<T, true>>(sh, w, wp);
+  else pack_forward_weights<ConvTile<T, false>>(sh, w, wp);
 }
 template <class T>
 void conv_backward_data_any(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T* ws, bool acc) {
@@ -421,13 +435,19 @@ void conv_backward_data_any(const Conv2dShape& sh, const T* dy, const T* w, T* d
 }
 
 void conv_forward_f32(const Conv2dShape& sh, const float* x, const float* w, const float* b,
-                      float* y, float* ws, const ConvEpilogue<float>* ep) {
-  conv_forward_any(sh, x, w, b, y, ws, ep);
+                      float* y, float* ws, const ConvEpilogue<float>* ep, const float* prepared) {
+  conv_forward_any(sh, x, w, b, y, ws, ep, prepared);
 }
 void conv_forward_f64(const Conv2dShape& sh, const double* x, const double* w, const double* b,
-                      double* y, double* ws, const ConvEpilogue<double>* ep) {
-  conv_forward_any(sh, x, w, b, y, ws, ep);
+                      double* y, double* ws, const ConvEpilogue<double>* ep, const double* prepared) {
+  conv_forward_any(sh, x, w, b, y, ws, ep, prepared);
 }
+void pack_forward_weights_f32(const Conv2dShape& sh, const float* w, float* wp) { pack_forward_weights_any(sh, w, wp); }
+void pack_forward_weights_f64(const Conv2dShape& sh, const double* w, double* wp) {
+  pack_forward_weights_any(sh, w, wp);
+}
+/// The target whose layout prepared weights take here (their header records it).
+std::uint64_t prepared_weights_target() { return static_cast<std::uint64_t>(HWY_TARGET); }
 void conv_backward_data_f32(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
                             float* ws, bool acc) {
   conv_backward_data_any(sh, dy, w, dx, ws, acc);
@@ -447,13 +467,20 @@ std::size_t winograd_weight_work4() {
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include <array>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace odyssey::kernels {
 
 HWY_EXPORT(conv_forward_f32);
 HWY_EXPORT(conv_forward_f64);
+HWY_EXPORT(pack_forward_weights_f32);
+HWY_EXPORT(pack_forward_weights_f64);
+HWY_EXPORT(prepared_weights_target);
 HWY_EXPORT(conv_backward_data_f32);
 HWY_EXPORT(conv_backward_data_f64);
 HWY_EXPORT(winograd_weight_work4);
@@ -565,23 +592,124 @@ std::size_t detail::winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm al
   return winograd_tile_of(sh, algorithm == ConvAlgorithm::automatic ? conv2d_automatic_weight_algorithm(sh) : algorithm);
 }
 
+namespace {
+// Prepared weights: a header of eight words that name what they serve (in 16 elements, so
+// that the weights after it stay 64-byte aligned), then the packed or transformed weights as
+// the forward pass lays them out at the start of its workspace.
+constexpr std::uint64_t kPreparedMagic = 0x6f64797373657931;  // "odyssey1"
+constexpr std::size_t kPreparedHeaderBytes = 64, kPreparedHeaderElements = 16;
+// conv2d_prepared_weights_pay: the GEMM rows (output pixels, or Winograd tiles) that use each
+// prepared weight, at most. Measured in ResNet-18's batch-1 inference on Zen 3 (perf/README.md
+// v19): layer 2's convolutions (64 F(2x2, 3x3) tiles) spent 5% of it transforming their
+// weights, layer 1's (256 tiles) 2%, layers 3 and 4 (16 and 4 tiles) 45% before they kept them.
+constexpr std::size_t kPreparedMaxRows = 64;
+
+using PreparedHeader = std::array<std::uint64_t, kPreparedHeaderBytes / sizeof(std::uint64_t)>;
+
+// What the forward call of `sh` under `algorithm` on the running target needs its prepared
+// weights to hold: the element type, the Winograd tile (0: direct), the shape but its batch,
+// and the target.
+template <class T>
+PreparedHeader prepared_header(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+  return {kPreparedMagic,
+          sizeof(T),
+          detail::winograd_tile(sh, algorithm),
+          sh.c,
+          sh.k,
+          (std::uint64_t{sh.r} << 32) | sh.s,
+          (std::uint64_t{sh.stride} << 32) | sh.pad,
+          HWY_DYNAMIC_DISPATCH(prepared_weights_target)()};
+}
+
+template <class T>
+std::size_t prepared_size(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+  check(sh);
+  const std::size_t m = detail::winograd_tile(sh, algorithm);
+  // Winograd: [K rounded up to a group][U rows][C] (16 rows for F(2x2, 3x3), 36 for F(4x4,
+  // 3x3) and the stride-2 form); direct: [K rounded up][C][taps].
+  const std::size_t rows = m == 0 ? sh.r * sh.s : (m == 4 || sh.stride == 2 ? 36 : 16);
+  return kPreparedHeaderElements + detail::round_up(sh.k, detail::kWinogradMaxGroup) * sh.c * rows;
+}
+
+template <class T>
+bool prepared_match(const Conv2dShape& sh, const T* prepared, ConvAlgorithm algorithm) {
+  PreparedHeader header;
+  std::memcpy(header.data(), prepared, kPreparedHeaderBytes);
+  return header == prepared_header<T>(sh, algorithm);
+}
+
+template <class T>
+void prepare(const Conv2dShape& sh, const T* w, T* prepared, ConvAlgorithm algorithm) {
+  check(sh);
+  const PreparedHeader header = prepared_header<T>(sh, algorithm);
+  T* body = prepared + kPreparedHeaderElements;
+  if (const std::size_t m = detail::winograd_tile(sh, algorithm)) {
+    detail::winograd_prepare_weights(sh, m, w, body);
+  } else if constexpr (std::is_same_v<T, float>) {
+    HWY_DYNAMIC_DISPATCH(pack_forward_weights_f32)(sh, w, body);
+  } else {
+    HWY_DYNAMIC_DISPATCH(pack_forward_weights_f64)(sh, w, body);
+  }
+  std::memcpy(prepared, header.data(), kPreparedHeaderBytes);
+}
+
+// The body of the prepared weights a forward call reads, or null; checks them.
+template <class T>
+const T* prepared_body(const Conv2dShape& sh, const T* prepared, ConvAlgorithm algorithm) {
+  if (!prepared) return nullptr;
+  if (!prepared_match(sh, prepared, algorithm))
+    throw std::invalid_argument(
+        "conv2d_forward: the prepared weights were made for another shape, algorithm (F(4x4, 3x3) depends on the "
+        "batch) or SIMD target; prepare them again (conv2d_prepare_weights)");
+  return prepared + kPreparedHeaderElements;
+}
+}  // namespace
+
+std::size_t conv2d_prepared_weights_size(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+  return prepared_size<float>(sh, algorithm);
+}
+void conv2d_prepare_weights(const Conv2dShape& sh, const float* w, float* prepared, ConvAlgorithm algorithm) {
+  prepare(sh, w, prepared, algorithm);
+}
+void conv2d_prepare_weights(const Conv2dShape& sh, const double* w, double* prepared, ConvAlgorithm algorithm) {
+  prepare(sh, w, prepared, algorithm);
+}
+bool conv2d_prepared_weights_match(const Conv2dShape& sh, const float* prepared, std::size_t size,
+                                   ConvAlgorithm algorithm) {
+  return prepared && size >= prepared_size<float>(sh, algorithm) && prepared_match(sh, prepared, algorithm);
+}
+bool conv2d_prepared_weights_match(const Conv2dShape& sh, const double* prepared, std::size_t size,
+                                   ConvAlgorithm algorithm) {
+  return prepared && size >= prepared_size<double>(sh, algorithm) && prepared_match(sh, prepared, algorithm);
+}
+bool conv2d_prepared_weights_pay(const Conv2dShape& sh, ConvAlgorithm algorithm) {
+  check(sh);
+  const std::size_t m = detail::winograd_tile(sh, algorithm);
+  const std::size_t rows = m == 0 ? sh.n * sh.p() * sh.q() : sh.n * detail::ceil_div(sh.p(), m) * detail::ceil_div(sh.q(), m);
+  return rows <= kPreparedMaxRows;
+}
+
 void conv2d_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,
-                    float* y, float* ws, ConvAlgorithm algorithm, const ConvEpilogue<float>* epilogue) {
+                    float* y, float* ws, ConvAlgorithm algorithm, const ConvEpilogue<float>* epilogue,
+                    const float* prepared) {
   check(sh);
   if (epilogue && (!epilogue->scale || !epilogue->shift))
     throw std::invalid_argument("conv2d_forward: an epilogue needs its scale and shift");
+  const float* weights = prepared_body(sh, prepared, algorithm);
   if (const std::size_t m = detail::winograd_tile(sh, algorithm))
-    return detail::winograd_forward(sh, m, x, w, bias, y, ws, epilogue);
-  HWY_DYNAMIC_DISPATCH(conv_forward_f32)(sh, x, w, bias, y, ws, epilogue);
+    return detail::winograd_forward(sh, m, x, w, bias, y, ws, epilogue, weights);
+  HWY_DYNAMIC_DISPATCH(conv_forward_f32)(sh, x, w, bias, y, ws, epilogue, weights);
 }
 void conv2d_forward(const Conv2dShape& sh, const double* x, const double* w, const double* bias,
-                    double* y, double* ws, ConvAlgorithm algorithm, const ConvEpilogue<double>* epilogue) {
+                    double* y, double* ws, ConvAlgorithm algorithm, const ConvEpilogue<double>* epilogue,
+                    const double* prepared) {
   check(sh);
   if (epilogue && (!epilogue->scale || !epilogue->shift))
     throw std::invalid_argument("conv2d_forward: an epilogue needs its scale and shift");
+  const double* weights = prepared_body(sh, prepared, algorithm);
   if (const std::size_t m = detail::winograd_tile(sh, algorithm))
-    return detail::winograd_forward(sh, m, x, w, bias, y, ws, epilogue);
-  HWY_DYNAMIC_DISPATCH(conv_forward_f64)(sh, x, w, bias, y, ws, epilogue);
+    return detail::winograd_forward(sh, m, x, w, bias, y, ws, epilogue, weights);
+  HWY_DYNAMIC_DISPATCH(conv_forward_f64)(sh, x, w, bias, y, ws, epilogue, weights);
 }
 void conv2d_backward_data(const Conv2dShape& sh, const float* dy, const float* w, float* dx,
                           float* ws, bool accumulate, ConvAlgorithm algorithm) {

@@ -478,7 +478,8 @@ void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
 template <std::size_t M, std::size_t S, class T, class Tile, class At>
 void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t src_w, std::size_t len, T* out,
                   std::size_t out_h, std::size_t out_w, std::size_t outs, std::size_t pad, std::size_t odd,
-                  const At& at, const T* bias, bool accumulate, T* ws, const ConvEpilogue<T>* ep = nullptr) {
+                  const At& at, const T* bias, bool accumulate, T* ws, const ConvEpilogue<T>* ep = nullptr,
+                  const T* prepared = nullptr) {
   constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows, XI = kXi<M, S>, XU = kURows<M, S>;
   const std::size_t groups = detail::ceil_div(outs, G);
   T* u = ws;
@@ -486,13 +487,13 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
   T* zero = bias_p + detail::round_up(outs, detail::kWinogradMaxGroup);
   T* slots = zero + detail::winograd_row(len);
   std::fill(zero, slots, T(0));
-  transform_weights<M, S, Tile>(outs, len, u, at);
+  if (!prepared) transform_weights<M, S, Tile>(outs, len, u, at);
   if (bias) {
     std::fill(bias_p, bias_p + groups * G, T(0));
     std::copy(bias, bias + outs, bias_p);
   }
   const Patches<T> in{src, src_h, src_w, len, static_cast<std::ptrdiff_t>(pad), zero, Grid(out_h, out_w, M), odd};
-  WinoJob<T> j{in, out, outs, u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_block_row(len),
+  WinoJob<T> j{in, out, outs, prepared ? prepared : u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_block_row(len),
                XU * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2, ep};
   // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
   // that the worker loops stay balanced on small images (layer 4: 512 tiles at batch 128).
@@ -518,27 +519,49 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
   });
 }
 
-template <std::size_t M, std::size_t S, class T>
-void winograd_forward_t(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws,
-                        const ConvEpilogue<T>* ep) {
-  auto at = [&](std::size_t k, std::size_t c, std::size_t r, std::size_t s) {
+/// The forward pass's weight (k, c, r, s) of w [K][C][3][3].
+template <class T>
+auto forward_weight(const Conv2dShape& sh, const T* w) {
+  return [&sh, w](std::size_t k, std::size_t c, std::size_t r, std::size_t s) {
     return w[((k * sh.c + c) * 3 + r) * 3 + s];
   };
+}
+
+template <std::size_t M, std::size_t S, class T>
+void winograd_forward_t(const Conv2dShape& sh, const T* x, const T* w, const T* bias, T* y, T* ws,
+                        const ConvEpilogue<T>* ep, const T* prepared) {
+  const auto at = forward_weight(sh, w);
   if (use_tall_tile(sh.c)) {
     winograd_run<M, S, T, ConvTile<T, true>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.p(), sh.q(), sh.k, sh.pad, 0, at, bias,
-                                             false, ws, ep);
+                                             false, ws, ep, prepared);
   } else {
     winograd_run<M, S, T, ConvTile<T, false>>(x, sh.n, sh.h, sh.w, sh.c, y, sh.p(), sh.q(), sh.k, sh.pad, 0, at, bias,
-                                              false, ws, ep);
+                                              false, ws, ep, prepared);
   }
 }
 
 /// Forward with tile m (2 or 4) for stride 1, the stride-2 form for stride 2.
 template <class T>
 void winograd_forward_any(const Conv2dShape& sh, std::size_t m, const T* x, const T* w, const T* b, T* y, T* ws,
-                          const ConvEpilogue<T>* ep) {
-  if (sh.stride == 2) return winograd_forward_t<4, 2>(sh, x, w, b, y, ws, ep);
-  m == 4 ? winograd_forward_t<4, 1>(sh, x, w, b, y, ws, ep) : winograd_forward_t<2, 1>(sh, x, w, b, y, ws, ep);
+                          const ConvEpilogue<T>* ep, const T* prepared) {
+  if (sh.stride == 2) return winograd_forward_t<4, 2>(sh, x, w, b, y, ws, ep, prepared);
+  m == 4 ? winograd_forward_t<4, 1>(sh, x, w, b, y, ws, ep, prepared)
+         : winograd_forward_t<2, 1>(sh, x, w, b, y, ws, ep, prepared);
+}
+
+/// What winograd_run's transform_weights writes for the forward pass with tile m.
+template <std::size_t M, std::size_t S, class T>
+void winograd_prepare_t(const Conv2dShape& sh, const T* w, T* u) {
+  if (use_tall_tile(sh.c)) {
+    transform_weights<M, S, ConvTile<T, true>>(sh.k, sh.c, u, forward_weight(sh, w));
+  } else {
+    transform_weights<M, S, ConvTile<T, false>>(sh.k, sh.c, u, forward_weight(sh, w));
+  }
+}
+template <class T>
+void winograd_prepare_any(const Conv2dShape& sh, std::size_t m, const T* w, T* u) {
+  if (sh.stride == 2) return winograd_prepare_t<4, 2>(sh, w, u);
+  m == 4 ? winograd_prepare_t<4, 1>(sh, w, u) : winograd_prepare_t<2, 1>(sh, w, u);
 }
 
 template <std::size_t M, class T>
@@ -571,12 +594,19 @@ void winograd_backward_data_any(const Conv2dShape& sh, std::size_t m, const T* d
 }
 
 void winograd_forward_f32(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
-                          const float* b, float* y, float* ws, const ConvEpilogue<float>* ep) {
-  winograd_forward_any(sh, m, x, w, b, y, ws, ep);
+                          const float* b, float* y, float* ws, const ConvEpilogue<float>* ep, const float* prepared) {
+  winograd_forward_any(sh, m, x, w, b, y, ws, ep, prepared);
 }
 void winograd_forward_f64(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
-                          const double* b, double* y, double* ws, const ConvEpilogue<double>* ep) {
-  winograd_forward_any(sh, m, x, w, b, y, ws, ep);
+                          const double* b, double* y, double* ws, const ConvEpilogue<double>* ep,
+                          const double* prepared) {
+  winograd_forward_any(sh, m, x, w, b, y, ws, ep, prepared);
+}
+void winograd_prepare_f32(const Conv2dShape& sh, std::size_t m, const float* w, float* u) {
+  winograd_prepare_any(sh, m, w, u);
+}
+void winograd_prepare_f64(const Conv2dShape& sh, std::size_t m, const double* w, double* u) {
+  winograd_prepare_any(sh, m, w, u);
 }
 void winograd_backward_data_f32(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
                                 float* dx, float* ws, bool acc) {
@@ -594,6 +624,8 @@ namespace odyssey::kernels::detail {
 
 HWY_EXPORT(winograd_forward_f32);
 HWY_EXPORT(winograd_forward_f64);
+HWY_EXPORT(winograd_prepare_f32);
+HWY_EXPORT(winograd_prepare_f64);
 HWY_EXPORT(winograd_backward_data_f32);
 HWY_EXPORT(winograd_backward_data_f64);
 
@@ -620,12 +652,20 @@ std::size_t winograd_workspace_size(const Conv2dShape& sh) {
 }
 
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
-                      const float* bias, float* y, float* ws, const ConvEpilogue<float>* epilogue) {
-  HWY_DYNAMIC_DISPATCH(winograd_forward_f32)(sh, m, x, w, bias, y, ws, epilogue);
+                      const float* bias, float* y, float* ws, const ConvEpilogue<float>* epilogue,
+                      const float* prepared) {
+  HWY_DYNAMIC_DISPATCH(winograd_forward_f32)(sh, m, x, w, bias, y, ws, epilogue, prepared);
 }
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
-                      const double* bias, double* y, double* ws, const ConvEpilogue<double>* epilogue) {
-  HWY_DYNAMIC_DISPATCH(winograd_forward_f64)(sh, m, x, w, bias, y, ws, epilogue);
+                      const double* bias, double* y, double* ws, const ConvEpilogue<double>* epilogue,
+                      const double* prepared) {
+  HWY_DYNAMIC_DISPATCH(winograd_forward_f64)(sh, m, x, w, bias, y, ws, epilogue, prepared);
+}
+void winograd_prepare_weights(const Conv2dShape& sh, std::size_t m, const float* w, float* u) {
+  HWY_DYNAMIC_DISPATCH(winograd_prepare_f32)(sh, m, w, u);
+}
+void winograd_prepare_weights(const Conv2dShape& sh, std::size_t m, const double* w, double* u) {
+  HWY_DYNAMIC_DISPATCH(winograd_prepare_f64)(sh, m, w, u);
 }
 void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
                             float* dx, float* ws, bool accumulate) {

@@ -195,11 +195,18 @@ std::size_t winograd_weight_tile(const Conv2dShape& sh, ConvAlgorithm algorithm)
 std::size_t winograd_workspace_size(const Conv2dShape& sh);
 
 /// Forward and backward-data with output tiles of m x m (2 or 4); with stride 2 they run
-/// the stride-2 forms (m = 4).
+/// the stride-2 forms (m = 4). With `prepared` (winograd_prepare_weights, same m), the
+/// forward pass reads its transformed weights from there instead of transforming w.
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const float* x, const float* w,
-                      const float* bias, float* y, float* ws, const ConvEpilogue<float>* epilogue = nullptr);
+                      const float* bias, float* y, float* ws, const ConvEpilogue<float>* epilogue = nullptr,
+                      const float* prepared = nullptr);
 void winograd_forward(const Conv2dShape& sh, std::size_t m, const double* x, const double* w,
-                      const double* bias, double* y, double* ws, const ConvEpilogue<double>* epilogue = nullptr);
+                      const double* bias, double* y, double* ws, const ConvEpilogue<double>* epilogue = nullptr,
+                      const double* prepared = nullptr);
+/// The forward pass's transformed weights of w with tile m: [K rounded up to the target's
+/// group][U rows][C] x group, as winograd_forward computes them at the start of its workspace.
+void winograd_prepare_weights(const Conv2dShape& sh, std::size_t m, const float* w, float* u);
+void winograd_prepare_weights(const Conv2dShape& sh, std::size_t m, const double* w, double* u);
 void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const float* dy, const float* w,
                             float* dx, float* ws, bool accumulate);
 void winograd_backward_data(const Conv2dShape& sh, std::size_t m, const double* dy, const double* w,

@@ -25,12 +25,13 @@ namespace {
 /// prints the JSON line.
 template <class Net>
 int run(const std::string& mode, std::size_t batch, std::size_t steps, std::size_t warmup, std::size_t threads,
-        std::size_t side) {
+        std::size_t side, const std::string& weights) {
   auto net = std::make_unique<Net>(1);
   Sgd<float> sgd(net->parameters(), SgdOptions{});
   SoftmaxCrossEntropy<float, 10> loss;
   Context<float> ctx;
   ctx.mode = mode == "train" ? Mode::training : Mode::inference;
+  ctx.weights_fixed = weights == "fixed";  // read by inference-mode passes only
   Activation<float, typename Net::input_shape> x(batch);
   Activation<float, Shape<10>> dlogits(batch);
   std::vector<std::int32_t> labels(batch);
@@ -62,11 +63,11 @@ int run(const std::string& mode, std::size_t batch, std::size_t steps, std::size
   const double scale = double(side * side) / (32.0 * 32.0);
   const double gflop_per_image = (mode == "train" ? 3.33 : 1.11) * scale;
   const double peak = perf::measured_peak_gflops(threads);
-  std::printf("{\"impl\": \"odyssey\", \"cpu\": \"%s\", \"mode\": \"%s\", \"input\": \"%zux%zu\", \"batch\": %zu, \"threads\": %zu, \"target\": \"%s\", "
+  std::printf("{\"impl\": \"odyssey\", \"cpu\": \"%s\", \"mode\": \"%s\", \"input\": \"%zux%zu\", \"batch\": %zu, \"threads\": %zu, \"target\": \"%s\", \"weights\": \"%s\", "
               "\"step_seconds\": %.4f, \"images_per_second\": %.2f, \"gflops\": %.1f, "
               "\"limit_design_images_per_second\": %.1f, \"limit_measured_images_per_second\": %.1f, "
               "\"peak_gflops\": %.1f, \"peak_rss_mb\": %.1f}\n",
-              perf::cpu_name().c_str(), mode.c_str(), side, side, batch, threads, kernels::active_target().c_str(), median, double(batch) / median,
+              perf::cpu_name().c_str(), mode.c_str(), side, side, batch, threads, kernels::active_target().c_str(), weights.c_str(), median, double(batch) / median,
               double(batch) * gflop_per_image / median, perf::kDesignPeakGflops / gflop_per_image,
               peak / gflop_per_image, peak, double(ru.ru_maxrss) / 1024.0);
   return 0;
@@ -87,11 +88,16 @@ int main(int argc, char** argv) {
   app.add_option("--input", input, "cifar (3x32x32, the default) or fashion (1x28x28, what make train runs)")
       ->check(CLI::IsMember({"cifar", "fashion"}));
   app.add_option("--target", target, "SIMD target to run (e.g. AVX2 on an AVX-512 machine; default: the best)");
+  std::string weights = "fixed";
+  app.add_option("--weights", weights,
+                 "inference: fixed (the default; the convolutions keep their prepared weights between passes, as "
+                 "odyssey infer and evaluation do) or may-change (they prepare them in every pass)")
+      ->check(CLI::IsMember({"fixed", "may-change"}));
   CLI11_PARSE(app, argc, argv);
   if (!target.empty()) kernels::use_target(target);  // the peak measurement below runs on it too
 
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
-  if (input == "fashion") return run<models::ResNet18<float, 1, 28, 28, 10>>(mode, batch, steps, warmup, threads, 28);
-  return run<models::ResNet18<float, 3, 32, 32, 10>>(mode, batch, steps, warmup, threads, 32);
+  if (input == "fashion") return run<models::ResNet18<float, 1, 28, 28, 10>>(mode, batch, steps, warmup, threads, 28, weights);
+  return run<models::ResNet18<float, 3, 32, 32, 10>>(mode, batch, steps, warmup, threads, 32, weights);
 }
 

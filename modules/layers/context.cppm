@@ -5,6 +5,7 @@ module;
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 export module odyssey.layers:context;
@@ -111,6 +112,15 @@ struct Context {
     if (workspace.size() < elements) workspace = AlignedBuffer<T>::uninitialized(elements);
     return workspace.data();
   }
+
+  /// Set where the parameters of every network run with this context stay as they are for
+  /// as long as it is used (a Predictor made with Weights::fixed: `odyssey infer`, evaluate).
+  /// Inference-mode convolutions then keep their weights prepared (transformed or packed)
+  /// between calls where that pays (kernels::conv2d_prepared_weights_pay; batch-1 inference
+  /// spent half its time preparing them), in `prepared_weights`, by layer. Changing a weight
+  /// while it is set leaves the old one in use.
+  bool weights_fixed = false;
+  std::unordered_map<const void*, AlignedBuffer<T>> prepared_weights;
 
   /// Called by the training step before each forward pass.
   void begin_step(std::uint64_t global_step) noexcept {

@@ -45,8 +45,9 @@ class Conv2d {
 
   const Activation<T, output_shape>& forward(const Activation<T, In>& x, Context<T>& ctx) {
     y_.resize(x.batch());
-    kernels::conv2d_forward(geometry(x.batch()), x.data(), weight.value.data(), bias_data(),
-                            y_.data(), workspace(x.batch(), ctx));
+    kernels::conv2d_forward(geometry(x.batch()), x.data(), weight.value.data(), bias_data(), y_.data(),
+                            workspace(x.batch(), ctx), kernels::ConvAlgorithm::automatic, nullptr,
+                            prepared_weights(x.batch(), ctx));
     if (ctx.mode == Mode::training) x_.save(x);
     else x_.clear();
     return y_;
@@ -69,7 +70,8 @@ class Conv2d {
     y_.resize(x.batch());
     const kernels::ConvEpilogue<T> ep = norm.inference_epilogue(bias_data(), residual, relu);
     kernels::conv2d_forward(geometry(x.batch()), x.data(), weight.value.data(), nullptr, y_.data(),
-                            workspace(x.batch(), ctx), kernels::ConvAlgorithm::automatic, &ep);
+                            workspace(x.batch(), ctx), kernels::ConvAlgorithm::automatic, &ep,
+                            prepared_weights(x.batch(), ctx));
     x_.clear();
     return y_;
   }
@@ -103,6 +105,20 @@ class Conv2d {
   /// gradient's partial sums grow with the batch: kernels/weight_parts.h).
   static T* workspace(std::size_t n, Context<T>& ctx) {
     return ctx.workspace_for(kernels::conv2d_workspace_size(geometry(n)));
+  }
+  /// This layer's prepared weights for a forward call on a batch of n (made on the first call
+  /// that needs them, again when the algorithm or target changes), or null: only in inference
+  /// mode with ctx.weights_fixed, and where keeping them pays.
+  const T* prepared_weights(std::size_t n, Context<T>& ctx) const {
+    const auto g = geometry(n);
+    if (ctx.mode != Mode::inference || !ctx.weights_fixed || !kernels::conv2d_prepared_weights_pay(g)) return nullptr;
+    AlignedBuffer<T>& buffer = ctx.prepared_weights[this];
+    if (!kernels::conv2d_prepared_weights_match(g, buffer.data(), buffer.size())) {
+      const std::size_t size = kernels::conv2d_prepared_weights_size(g);
+      if (buffer.size() < size) buffer = AlignedBuffer<T>::uninitialized(size);
+      kernels::conv2d_prepare_weights(g, weight.value.data(), buffer.data());
+    }
+    return buffer.data();
   }
   const T* bias_data() const {
     if constexpr (HasBias) return bias.value.data();

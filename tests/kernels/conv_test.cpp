@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -211,6 +213,76 @@ BOOST_AUTO_TEST_CASE(forward_epilogue_on_every_target) {
     }
   }
   ok::use_best_target();
+}
+
+// Prepared weights (conv2d_prepare_weights): the forward pass that reads them computes
+// bitwise what it computes from the weights, on every target and algorithm; it is handed other
+// weights as w, so a pass that read w would differ. Weights prepared for another algorithm,
+// target or shape are refused.
+template <class T>
+void check_prepared(const ok::Conv2dShape& g, ok::ConvAlgorithm algo, const std::string& where) {
+  const auto x = ot::cast<T>(ot::random_values(g.x_size(), 31)), w = ot::cast<T>(ot::random_values(g.w_size(), 32));
+  const auto other = ot::cast<T>(ot::random_values(g.w_size(), 33)), b = ot::cast<T>(ot::random_values(g.k, 34));
+  auto ws = odyssey::AlignedBuffer<T>::uninitialized(ok::conv2d_workspace_size(g));
+  std::vector<T> y(g.y_size()), yp(g.y_size(), std::numeric_limits<T>::quiet_NaN());
+  ok::conv2d_forward(g, x.data(), w.data(), b.data(), y.data(), ws.data(), algo);
+  const std::size_t size = ok::conv2d_prepared_weights_size(g, algo);
+  auto prepared = odyssey::AlignedBuffer<T>::uninitialized(size);
+  std::fill_n(prepared.data(), size, std::numeric_limits<T>::quiet_NaN());
+  BOOST_TEST(!ok::conv2d_prepared_weights_match(g, prepared.data(), size, algo), where);
+  ok::conv2d_prepare_weights(g, w.data(), prepared.data(), algo);
+  BOOST_TEST(ok::conv2d_prepared_weights_match(g, prepared.data(), size, algo), where);
+  BOOST_TEST(!ok::conv2d_prepared_weights_match(g, prepared.data(), size - 1, algo), where);
+  ok::conv2d_forward(g, x.data(), other.data(), b.data(), yp.data(), ws.data(), algo, nullptr, prepared.data());
+  BOOST_TEST(std::memcmp(y.data(), yp.data(), y.size() * sizeof(T)) == 0, where);
+  for (const auto a : algorithms(g)) {
+    if (ok::conv2d_prepared_weights_match(g, prepared.data(), size, a)) continue;  // the same layout
+    BOOST_CHECK_THROW(ok::conv2d_forward(g, x.data(), w.data(), b.data(), yp.data(), ws.data(), a, nullptr,
+                                         prepared.data()),
+                      std::invalid_argument);
+  }
+  auto padded = g;
+  padded.pad = g.pad < 2 ? g.pad + 1 : g.pad - 1;
+  BOOST_TEST(!ok::conv2d_prepared_weights_match(padded, prepared.data(), size, algo), where);
+}
+
+BOOST_AUTO_TEST_CASE(prepared_weights_on_every_target) {
+  for (const auto& target : ok::available_targets()) {
+    ok::use_target(target);
+    for (const auto& g : kShapes)
+      for (const auto algo : algorithms(g)) {
+        const std::string where = target + " " + name(g) + " " + name(algo);
+        check_prepared<float>(g, algo, where + " f32");
+        check_prepared<double>(g, algo, where + " f64");
+      }
+  }
+  // Another target's prepared weights are refused: each target has a layout of its own.
+  const auto g = shape(2, 17, 5, 6, 19, 3, 3, 1, 2);
+  const auto w = ot::cast<float>(ot::random_values(g.w_size(), 35));
+  const auto targets = ok::available_targets();
+  for (const auto& a : targets) {
+    ok::use_target(a);
+    auto prepared = odyssey::AlignedBuffer<float>::uninitialized(ok::conv2d_prepared_weights_size(g));
+    ok::conv2d_prepare_weights(g, w.data(), prepared.data());
+    for (const auto& b : targets) {
+      ok::use_target(b);
+      BOOST_TEST(ok::conv2d_prepared_weights_match(g, prepared.data(), prepared.size()) == (a == b), a + " " + b);
+    }
+  }
+  ok::use_best_target();
+  // Automatic F(4x4, 3x3) at 128 tiles, F(2x2, 3x3) below: the batch changes the layout.
+  const auto big = shape(8, 16, 16, 16, 16, 3, 3, 1, 1), small = shape(1, 16, 16, 16, 16, 3, 3, 1, 1);
+  const auto w16 = ot::cast<float>(ot::random_values(big.w_size(), 36));
+  auto prepared = odyssey::AlignedBuffer<float>::uninitialized(ok::conv2d_prepared_weights_size(big));
+  ok::conv2d_prepare_weights(big, w16.data(), prepared.data());
+  BOOST_TEST(ok::conv2d_prepared_weights_match(big, prepared.data(), prepared.size()));
+  BOOST_TEST(!ok::conv2d_prepared_weights_match(small, prepared.data(), prepared.size()));
+  // Keeping them pays where each weight serves few GEMM rows: ResNet-18's layers 3 and 4 at
+  // batch 1 (16 and 4 F(2x2, 3x3) tiles), not layer 1 (256) nor layer 4 at batch 128.
+  BOOST_TEST(ok::conv2d_prepared_weights_pay(shape(1, 256, 8, 8, 256, 3, 3, 1, 1)));
+  BOOST_TEST(ok::conv2d_prepared_weights_pay(shape(1, 512, 4, 4, 512, 3, 3, 1, 1)));
+  BOOST_TEST(!ok::conv2d_prepared_weights_pay(shape(1, 64, 32, 32, 64, 3, 3, 1, 1)));
+  BOOST_TEST(!ok::conv2d_prepared_weights_pay(shape(128, 512, 4, 4, 512, 3, 3, 1, 1)));
 }
 
 BOOST_AUTO_TEST_CASE(no_bias_and_accumulating_backward_data) {

@@ -452,3 +452,52 @@ BOOST_AUTO_TEST_CASE(scratch_is_reused_in_stack_order) {
   }
   BOOST_TEST(s.slots() == 2u);  // nothing new
 }
+
+BOOST_AUTO_TEST_CASE(inference_with_fixed_weights_keeps_them_prepared) {
+  // A context with weights_fixed: inference-mode convolutions whose GEMM rows are few keep
+  // their prepared weights (kernels::conv2d_prepared_weights_pay) and compute bitwise what a
+  // context without it does; the folded path (a batch norm after the convolution) too. The
+  // kept weights are reused as they are: a later change of the parameters is not seen until
+  // a new context (so the second call does reuse them).
+  using In = Shape<32, 8, 8>;
+  using S = Shape<48, 8, 8>;
+  using D = Shape<48, 4, 4>;
+  using Net = Sequential<Conv2d<float, In, 48, 3, 1, 1>, BatchNorm2d<float, S>, ReLU<float, S>,  // F(2x2): 16 tiles
+                         Conv2d<float, S, 48, 3, 2, 1>,                                       // direct, stride 2
+                         Conv2d<float, D, 48, 1, 1, 0>>;                                      // direct, 1x1
+  Rng rng(8);
+  Net net(rng);
+  Activation<float, In> x(1);
+  const auto v = ot::random_values(x.size(), 92);
+  std::copy(v.begin(), v.end(), x.data());
+  auto run = [&](Context<float>& ctx) {
+    const auto& y = net.forward(x, ctx);
+    return std::vector<float>(y.span().begin(), y.span().end());
+  };
+  Context<float> plain, fixed;
+  plain.mode = fixed.mode = Mode::inference;
+  fixed.weights_fixed = true;
+  const auto expected = run(plain);
+  BOOST_TEST(plain.prepared_weights.empty());
+  const auto first = run(fixed);
+  BOOST_TEST(fixed.prepared_weights.size() == 3);  // every convolution's
+  BOOST_TEST(first == expected);
+  BOOST_TEST(run(fixed) == expected);
+  // Changed weights: a new context sees them; the fixed one keeps the prepared ones.
+  auto& w = net.get<0>().weight.value;
+  for (std::size_t i = 0; i < w.size(); ++i) w.data()[i] *= -1.5f;
+  Context<float> plain2;
+  plain2.mode = Mode::inference;
+  const auto changed = run(plain2);
+  BOOST_TEST(changed != expected);
+  BOOST_TEST(run(fixed) == expected);
+  Context<float> fixed2;
+  fixed2.mode = Mode::inference;
+  fixed2.weights_fixed = true;
+  BOOST_TEST(run(fixed2) == changed);
+  // Training mode keeps nothing.
+  Context<float> training;
+  training.weights_fixed = true;
+  net.forward(x, training);
+  BOOST_TEST(training.prepared_weights.empty());
+}

@@ -168,7 +168,7 @@ int run_predict(const PredictArgs& a) {
     expect_images<typename Net::input_shape>(d, spec.arch);
     BatchLoader loader(d, LoaderOptions{a.batch, false, false, 0});
     loader.start_epoch(0);
-    Predictor<Net> predictor(a.tta == "flip");
+    Predictor<Net> predictor(a.tta == "flip", Weights::fixed);
     Batch batch;
     std::printf("index,predicted");
     for (std::size_t k = 0; k < 10; ++k) std::printf(",prob_%zu", k);

@@ -78,13 +78,46 @@ struct ConvEpilogue {
 };
 
 /// y = conv(x, w) + bias. `bias` may be null; with `epilogue`, that is then mapped as it says.
+/// With `prepared` (conv2d_prepare_weights), the weights are read from there and `w` is not
+/// read (it may be null); std::invalid_argument when they were prepared for another call
+/// (conv2d_prepared_weights_match).
 void conv2d_forward(const Conv2dShape& shape, const float* x, const float* w, const float* bias,
                     float* y, float* workspace, ConvAlgorithm algorithm = ConvAlgorithm::automatic,
-                    const ConvEpilogue<float>* epilogue = nullptr);
+                    const ConvEpilogue<float>* epilogue = nullptr, const float* prepared = nullptr);
 void conv2d_forward(const Conv2dShape& shape, const double* x, const double* w,
                     const double* bias, double* y, double* workspace,
                     ConvAlgorithm algorithm = ConvAlgorithm::automatic,
-                    const ConvEpilogue<double>* epilogue = nullptr);
+                    const ConvEpilogue<double>* epilogue = nullptr, const double* prepared = nullptr);
+
+/// Weights prepared once for many forward calls. Every forward call first transforms its
+/// weights (Winograd) or packs them into the register tile's order (direct), which costs as
+/// much as the convolution itself where the call has few pixels per weight (batch-1
+/// inference: half its time). When the weights stay fixed between calls, prepare them once
+/// and pass them as conv2d_forward's `prepared`: the same arithmetic on the same values, so
+/// bitwise the same outputs. The layout depends on the shape (not the batch), on the
+/// algorithm the call runs (which for F(4x4, 3x3) depends on the batch) and on the SIMD
+/// target; the buffer records all three, and conv2d_forward checks them.
+///
+/// Elements (64-byte aligned buffer) of `shape`'s prepared weights under `algorithm`.
+std::size_t conv2d_prepared_weights_size(const Conv2dShape& shape, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+/// Writes w's prepared weights for `shape`'s forward call under `algorithm` on the running
+/// SIMD target to `prepared` (conv2d_prepared_weights_size elements).
+void conv2d_prepare_weights(const Conv2dShape& shape, const float* w, float* prepared,
+                            ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+void conv2d_prepare_weights(const Conv2dShape& shape, const double* w, double* prepared,
+                            ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+/// Whether `prepared` (`size` elements; null or too small: false) holds prepared weights that
+/// serve `shape`'s forward call under `algorithm` on the running target.
+bool conv2d_prepared_weights_match(const Conv2dShape& shape, const float* prepared, std::size_t size,
+                                   ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+bool conv2d_prepared_weights_match(const Conv2dShape& shape, const double* prepared, std::size_t size,
+                                   ConvAlgorithm algorithm = ConvAlgorithm::automatic);
+/// Whether keeping prepared weights pays for `shape`: each prepared weight serves at most 64
+/// rows of the call's GEMM (output pixels, or Winograd tiles). Preparing them costs about as
+/// much as a few rows' products, so with few rows it is a large share of the call (ResNet-18
+/// at batch 1: layers 2-4); with many it is a few percent, and prepared weights of every layer
+/// would hold memory (up to 4x the weights, for F(4x4, 3x3)) for little.
+bool conv2d_prepared_weights_pay(const Conv2dShape& shape, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 
 /// dx = conv_transpose(dy, w): overwritten, or added to when `accumulate`.
 void conv2d_backward_data(const Conv2dShape& shape, const float* dy, const float* w, float* dx,
