@@ -548,6 +548,12 @@ ConvAlgorithm conv2d_automatic_algorithm(const Conv2dShape& sh) {
   const std::size_t t4 = detail::ceil_div(sh.p(), 4) * detail::ceil_div(sh.q(), 4);
   const std::size_t t2 = detail::ceil_div(sh.p(), 2) * detail::ceil_div(sh.q(), 2);
   if (36 * t4 * 100 <= 65 * 16 * t2 && sh.n * t4 >= 128) return ConvAlgorithm::winograd4;
+  // F(2x2, 3x3) from 9 tiles. With fewer the call is the weights' traffic, which Winograd
+  // makes 1.8x larger (16 transformed values per 9): ResNet-18's batch-1 inference on Zen 3
+  // ran 1.24x faster with layer 4 (4 tiles) direct, with its weights prepared, and 1.21x
+  // without; layer 3 direct (16 tiles) gained nothing, and at batch 4 (16 tiles) layer 4's
+  // forward took 3.2 ms by F(2x2, 3x3) against 4.2 ms direct (perf/README.md v19).
+  if (sh.n * t2 <= 8) return ConvAlgorithm::direct;
   return ConvAlgorithm::winograd;
 }
 

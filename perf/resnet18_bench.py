@@ -6,7 +6,11 @@ more steps (at least 640 images), so every row measures a similar span of time.
 PyTorch runs twice: as installed, and with glibc's malloc told to keep freed memory
 (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_), because on this machine kind every fresh
 large allocation costs page faults that dominate PyTorch's step; the second row is PyTorch
-at its best here. The ratio column compares odyssey with that best row.
+at its best here. Inference rows add a third run: the network frozen for inference
+(torch.jit.freeze, then optimize_for_inference, which prepacks the convolutions' weights for
+oneDNN once), the counterpart of odyssey's inference, which keeps its prepared weights
+between passes as `odyssey infer` and evaluation do. The ratio column gives odyssey's
+images/s over each row's.
 
 Usage: /usr/bin/python3 perf/resnet18_bench.py [--build build/release] [--train-batches 128,32]
            [--infer-batches 128,1] [--threads 2] [--json FILE]
@@ -66,6 +70,8 @@ def main():
             isa = {"ONEDNN_MAX_CPU_ISA": ONEDNN_ISA.get(a.target.upper(), a.target.upper())} if a.target else {}
             row["pytorch"] = run(script, isa)
             row["pytorch_tuned"] = run(script, {**TUNED_MALLOC, **isa})
+            if mode == "infer":
+                row["pytorch_frozen"] = run(script + ["--frozen"], {**TUNED_MALLOC, **isa})
         rows.append(row)
 
     o = rows[0]["odyssey"]
@@ -79,7 +85,8 @@ def main():
               f"{o['limit_measured_images_per_second']:.0f})")
         print(head)
         best = row.get("pytorch_tuned")
-        for name, r in (("odyssey", o), ("PyTorch as installed", row.get("pytorch")), ("PyTorch, tuned malloc", best)):
+        for name, r in (("odyssey", o), ("PyTorch as installed", row.get("pytorch")), ("PyTorch, tuned malloc", best),
+                        ("PyTorch frozen, tuned", row.get("pytorch_frozen"))):
             if not r:
                 continue
             ips = r["images_per_second"]

@@ -22,6 +22,10 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frozen", action="store_true",
+                    help="infer: the network frozen for inference (torch.jit.freeze, then optimize_for_inference, "
+                         "which prepacks the convolutions' weights for oneDNN once): what odyssey's fixed weights "
+                         "compare with")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -30,6 +34,10 @@ def main():
     x = torch.randn(a.batch, 3, 32, 32)
     y = torch.arange(a.batch) % 10
     net.train(a.mode == "train")
+    model = net
+    if a.frozen and a.mode == "infer":
+        with torch.no_grad():
+            model = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(net)))
 
     def step():
         if a.mode == "train":
@@ -38,7 +46,7 @@ def main():
             opt.step()
         else:
             with torch.no_grad():
-                net(x)
+                model(x)
 
     for _ in range(a.warmup):
         step()
@@ -49,7 +57,7 @@ def main():
         times.append(time.perf_counter() - t0)
     times.sort()
     median = times[len(times) // 2]
-    print(json.dumps({"impl": "pytorch", "version": torch.__version__, "mode": a.mode, "batch": a.batch,
+    print(json.dumps({"impl": "pytorch", "version": torch.__version__, "mode": a.mode, "frozen": a.frozen, "batch": a.batch,
                       "threads": a.threads, "step_seconds": round(median, 4),
                       "images_per_second": round(a.batch / median, 2),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))

@@ -498,6 +498,11 @@ BOOST_AUTO_TEST_CASE(automatic_takes_winograd_for_resnet_3x3_stride_1) {
   BOOST_TEST(is(shape(32, 512, 4, 4, 512, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   BOOST_TEST(is(shape(1, 64, 32, 32, 64, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   BOOST_TEST(is(shape(128, 3, 32, 32, 64, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
+  // 8 tiles or fewer run direct (layer 4 at batch 1 and 2); 16 take F(2x2, 3x3).
+  BOOST_TEST(is(shape(1, 512, 4, 4, 512, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
+  BOOST_TEST(is(shape(2, 512, 4, 4, 512, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
+  BOOST_TEST(is(shape(4, 512, 4, 4, 512, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
+  BOOST_TEST(is(shape(1, 256, 8, 8, 256, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
   // The weight gradient: F(4x4, 3x3) from 65536 tiles x channels on AVX-512, 32768 on the
   // other targets (128 tiles of layer 4 won on AVX3 and AVX2; 128 tiles of 256 channels and
   // 64 of 512 won on AVX2 and lost on AVX3; 32 of 512 lost on both). The rule follows the
@@ -537,5 +542,6 @@ BOOST_AUTO_TEST_CASE(automatic_takes_winograd_for_resnet_3x3_stride_1) {
   BOOST_TEST(weights_is(shape(128, 3, 32, 32, 64, 3, 3, 2, 1), ok::ConvAlgorithm::direct));
   // 1x1 outputs (layer 4 of an 8x8 input): a quarter of each Winograd tile would be used.
   BOOST_TEST(is(shape(2, 32, 1, 1, 32, 3, 3, 1, 1), ok::ConvAlgorithm::direct));
-  BOOST_TEST(is(shape(2, 32, 2, 2, 32, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
+  BOOST_TEST(is(shape(16, 32, 2, 2, 32, 3, 3, 1, 1), ok::ConvAlgorithm::winograd));
+  BOOST_TEST(is(shape(2, 32, 2, 2, 32, 3, 3, 1, 1), ok::ConvAlgorithm::direct));  // 2 tiles
 }

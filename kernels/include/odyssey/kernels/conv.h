@@ -30,11 +30,12 @@ struct Conv2dShape {
 /// somewhat larger rounding errors), and for 3x3 kernels with stride 2 the forward and
 /// backward-data passes by polyphase forms with 4x4 output tiles (1.78x fewer multiplies;
 /// conv2d_winograd_stride2_applies). `automatic` takes Winograd where it applies, both
-/// channel counts are at least 16 (below that the transforms cost more than they save) and
-/// both output extents at least 2, the direct convolution elsewhere; of the two Winograd
-/// tiles, forward and backward-data take F(4x4, 3x3) where 4x4 tiles fit the output (at
-/// most 0.65x F(2x2, 3x3)'s multiplies) and the call has at least 128 of them, F(2x2, 3x3)
-/// otherwise; for stride 2, see conv2d_automatic_algorithm; the weight gradient has its own
+/// channel counts are at least 16 (below that the transforms cost more than they save), both
+/// output extents at least 2 and the call has more than 8 2x2 tiles (with fewer, it is the
+/// weights' memory traffic, which the transform makes larger), the direct convolution
+/// elsewhere; of the two Winograd tiles, forward and backward-data take F(4x4, 3x3) where 4x4
+/// tiles fit the output (at most 0.65x F(2x2, 3x3)'s multiplies) and the call has at least
+/// 128 of them, F(2x2, 3x3) otherwise; for stride 2, see conv2d_automatic_algorithm; the weight gradient has its own
 /// rule (conv2d_automatic_weight_algorithm). The choice depends on the shape and, for the
 /// weight gradient's two Winograd tiles, on the SIMD target that runs (never on the thread
 /// count), so a machine gets the same arithmetic for the same shape on any number of cores.
