@@ -607,7 +607,7 @@ constexpr std::size_t kPreparedHeaderBytes = 64, kPreparedHeaderElements = 16;
 // conv2d_prepared_weights_pay: the GEMM rows (output pixels, or Winograd tiles) that use each
 // prepared weight, at most. Measured in ResNet-18's batch-1 inference on Zen 3 (perf/README.md
 // v19): layer 2's convolutions (64 F(2x2, 3x3) tiles) spent 5% of it transforming their
-// weights, layer 1's (256 tiles) 2%, layers 3 and 4 (16 and 4 tiles) 45% before they kept them.
+// weights, layer 1's (256 tiles) 2%, layers 3 and 4 (16 and 4 tiles) about half of it.
 constexpr std::size_t kPreparedMaxRows = 64;
 
 using PreparedHeader = std::array<std::uint64_t, kPreparedHeaderBytes / sizeof(std::uint64_t)>;
@@ -627,7 +627,6 @@ PreparedHeader prepared_header(const Conv2dShape& sh, ConvAlgorithm algorithm) {
           HWY_DYNAMIC_DISPATCH(prepared_weights_target)()};
 }
 
-template <class T>
 std::size_t prepared_size(const Conv2dShape& sh, ConvAlgorithm algorithm) {
   check(sh);
   const std::size_t m = detail::winograd_tile(sh, algorithm);
@@ -672,7 +671,7 @@ const T* prepared_body(const Conv2dShape& sh, const T* prepared, ConvAlgorithm a
 }  // namespace
 
 std::size_t conv2d_prepared_weights_size(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  return prepared_size<float>(sh, algorithm);
+  return prepared_size(sh, algorithm);
 }
 void conv2d_prepare_weights(const Conv2dShape& sh, const float* w, float* prepared, ConvAlgorithm algorithm) {
   prepare(sh, w, prepared, algorithm);
@@ -682,16 +681,17 @@ void conv2d_prepare_weights(const Conv2dShape& sh, const double* w, double* prep
 }
 bool conv2d_prepared_weights_match(const Conv2dShape& sh, const float* prepared, std::size_t size,
                                    ConvAlgorithm algorithm) {
-  return prepared && size >= prepared_size<float>(sh, algorithm) && prepared_match(sh, prepared, algorithm);
+  return prepared && size >= prepared_size(sh, algorithm) && prepared_match(sh, prepared, algorithm);
 }
 bool conv2d_prepared_weights_match(const Conv2dShape& sh, const double* prepared, std::size_t size,
                                    ConvAlgorithm algorithm) {
-  return prepared && size >= prepared_size<double>(sh, algorithm) && prepared_match(sh, prepared, algorithm);
+  return prepared && size >= prepared_size(sh, algorithm) && prepared_match(sh, prepared, algorithm);
 }
 bool conv2d_prepared_weights_pay(const Conv2dShape& sh, ConvAlgorithm algorithm) {
   check(sh);
   const std::size_t m = detail::winograd_tile(sh, algorithm);
-  const std::size_t rows = m == 0 ? sh.n * sh.p() * sh.q() : sh.n * detail::ceil_div(sh.p(), m) * detail::ceil_div(sh.q(), m);
+  const std::size_t rows =
+      m == 0 ? sh.n * sh.p() * sh.q() : sh.n * detail::ceil_div(sh.p(), m) * detail::ceil_div(sh.q(), m);
   return rows <= kPreparedMaxRows;
 }
 

@@ -493,8 +493,17 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
     std::copy(bias, bias + outs, bias_p);
   }
   const Patches<T> in{src, src_h, src_w, len, static_cast<std::ptrdiff_t>(pad), zero, Grid(out_h, out_w, M), odd};
-  WinoJob<T> j{in, out, outs, prepared ? prepared : u, bias ? bias_p : nullptr, accumulate, groups, 0, detail::winograd_block_row(len),
-               XU * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2, ep};
+  WinoJob<T> j{in,
+               out,
+               outs,
+               prepared ? prepared : u,
+               bias ? bias_p : nullptr,
+               accumulate,
+               groups,
+               0,
+               detail::winograd_block_row(len),
+               XU * len * G * sizeof(T) > detail::kWinogradGroupWeightsL2,
+               ep};
   // Blocks: as large as the budget allows, but at least 16 of them when the tiles allow, so
   // that the worker loops stay balanced on small images (layer 4: 512 tiles at batch 128).
   // Where each block streams all the transformed weights from L3 or memory (xi_outer), the

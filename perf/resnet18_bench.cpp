@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
   if (!target.empty()) kernels::use_target(target);  // the peak measurement below runs on it too
 
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
-  if (input == "fashion") return run<models::ResNet18<float, 1, 28, 28, 10>>(mode, batch, steps, warmup, threads, 28, weights);
+  if (input == "fashion")
+    return run<models::ResNet18<float, 1, 28, 28, 10>>(mode, batch, steps, warmup, threads, 28, weights);
   return run<models::ResNet18<float, 3, 32, 32, 10>>(mode, batch, steps, warmup, threads, 32, weights);
 }
 

@@ -33,8 +33,9 @@ enum class Weights { may_change, fixed };
 
 /// Class probabilities of a model for batches of images, in inference mode. With `flip`
 /// (flip test-time augmentation), the mean of the softmax probabilities of each image and of
-/// its mirror image. With Weights::fixed, the network's parameters must not change, nor the
-/// network be replaced by another, while the Predictor is in use.
+/// its mirror image. With Weights::fixed, no parameter of a network run with it may change
+/// while the Predictor is in use, and no network run with it may be destroyed and another
+/// made in its place (the prepared weights are kept by layer address).
 template <Layer Net>
 class Predictor {
  public:
