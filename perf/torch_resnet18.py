@@ -57,8 +57,8 @@ def main():
         times.append(time.perf_counter() - t0)
     times.sort()
     median = times[len(times) // 2]
-    print(json.dumps({"impl": "pytorch", "version": torch.__version__, "mode": a.mode, "frozen": a.frozen, "batch": a.batch,
-                      "threads": a.threads, "step_seconds": round(median, 4),
+    print(json.dumps({"impl": "pytorch", "version": torch.__version__, "mode": a.mode, "frozen": a.frozen,
+                      "batch": a.batch, "threads": a.threads, "step_seconds": round(median, 4),
                       "images_per_second": round(a.batch / median, 2),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
