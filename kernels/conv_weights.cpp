@@ -149,11 +149,15 @@ HWY_INLINE void weights_tile_rows(std::size_t mr, const WeightsJob<T>& j, const 
 /// x once per 64 output channels and took 28% of l4_proj's samples (perf/README.md v15d). The
 /// products and their order are the same.
 /// Measured on Zen 3 (AVX2, perf/README.md v15b): l2_proj 5.51 -> 4.92 ms, l3_proj 5.09 ->
-/// 4.35, l4_proj 5.75 -> 4.39. AVX-512 targets, whose 64-channel tile reads a pixel's line 4
-/// times as often and where AMD cores prefetch x instead, keep the strided reads until this
-/// is measured on an AVX-512 machine.
-constexpr bool kPackXTarget = HWY_TARGET > HWY_AVX3;
-constexpr bool packs_x(const Conv2dShape& sh) { return kPackXTarget && sh.r == 1 && sh.s == 1 && sh.pad == 0; }
+/// 4.35, l4_proj 5.75 -> 4.39. On Zen 5's AVX-512 (perf/README.md v20; 10 alternating pairs,
+/// median ratio) l3_proj 1.96 -> 1.72 ms and l4_proj 1.81 -> 1.52, but l2_proj, whose pixels
+/// lie 512 B apart (and which the AMD x prefetch of weights_tile sped up 1.3x, v11), 2.36 ->
+/// 2.98. So AVX-512 targets pack where the pixels lie at least 1 KB apart; AVX2 always.
+constexpr std::size_t kPackXMinStrideBytes = HWY_TARGET <= HWY_AVX3 ? 1024 : 0;
+template <class T>
+constexpr bool packs_x(const Conv2dShape& sh) {
+  return sh.r == 1 && sh.s == 1 && sh.pad == 0 && sh.stride * sh.c * sizeof(T) >= kPackXMinStrideBytes;
+}
 
 /// x of output rows [row0, row1) of a 1x1 convolution to xp[tile][pixel][MR] (M pixels per
 /// tile, pixel = row * Q + q, tile = channel / MR).
@@ -289,7 +293,7 @@ void conv_backward_weights(const Conv2dShape& sh, const T* x, const T* dy, T* dw
   const std::size_t groups = detail::ceil_div(sh.k, G), kp = groups * G, RS = sh.r * sh.s;
   const std::size_t rows = sh.n * sh.p(), parts = detail::conv_weight_parts(sh);
   const std::size_t stride = detail::conv_weight_partial_size(sh);  // between the parts' results
-  T* xp = packs_x(sh) ? ws + parts * stride : nullptr;  // after the parts' results
+  T* xp = packs_x<T>(sh) ? ws + parts * stride : nullptr;  // after the parts' results
   if (xp) {
     constexpr std::size_t kPackRows = 64;
     detail::parallel_items(detail::ceil_div(rows, kPackRows), [&](std::size_t b) {

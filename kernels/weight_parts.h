@@ -61,7 +61,8 @@ constexpr std::size_t conv_weight_partial_size(const Conv2dShape& sh) {
 }
 /// After the parts' results: a 1x1 convolution without padding packs the x pixels it reads,
 /// [channel tile][pixels][rows] (conv_weights.cpp), rows 4 or 6 per target, so round_up(C, 12)
-/// channels per pixel. Sized for every target; AVX-512 targets do not pack and never touch it.
+/// channels per pixel. Sized for every target; AVX-512 targets pack only where the pixels lie
+/// 1 KB or more apart and otherwise never touch it.
 constexpr std::size_t conv_weight_packed_x_size(const Conv2dShape& sh) {
   return sh.r == 1 && sh.s == 1 && sh.pad == 0 ? sh.n * sh.p() * sh.q() * round_up(sh.c, 12) : 0;
 }

@@ -76,8 +76,11 @@ const std::vector<ok::Conv2dShape> kShapes = {
     // each over sub-chunks of 24 tiles and a partial one.
     shape(8, 5, 66, 66, 7, 3, 3, 2, 1),
     // 1x1 weight gradients on packed x (conv_weights.cpp): stride 1 with a packed output
-    // gradient (K = 300) over several chunks and a partial channel tile, and stride 3.
+    // gradient (K = 300) over several chunks and a partial channel tile, and stride 3 (AVX2
+    // packs these); x pixels 1 KB or more apart, which AVX-512 targets pack too, with partial
+    // channel tiles and output groups.
     shape(4, 40, 19, 23, 300, 1, 1, 1, 0), shape(2, 7, 10, 9, 20, 1, 1, 3, 0),
+    shape(2, 130, 9, 7, 70, 1, 1, 2, 0),   shape(2, 260, 5, 5, 33, 1, 1, 1, 0),
 };
 
 // The algorithms that can compute all three of g's passes: direct always, both
