@@ -9,6 +9,7 @@
 #define ODYSSEY_KERNELS_WINOGRAD_INL_H_
 #endif
 
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -111,6 +112,26 @@ HWY_INLINE void patch_pixels(const Patches<T>& pt, std::size_t tile, std::size_t
                           w < static_cast<std::ptrdiff_t>(pt.w);
       p[a * A + b] = inside ? image + static_cast<std::size_t>(u * static_cast<std::ptrdiff_t>(pt.w) + w) * pt.len
                             : pt.zero;
+    }
+}
+
+/// Prefetches the cache lines of channels [c_begin, c_begin + count) of the lower right
+/// S*M x S*M pixels of `tile`'s patch (kSide per side): the rest of it belongs to the tiles
+/// before it in the same row and the row above, prefetched with them. For the forms whose
+/// patches start at S*oh - pad: the stride-1 ones and the stride-2 forward form (M = 4).
+template <std::size_t M, std::size_t S, class T>
+HWY_INLINE void prefetch_patch(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, std::size_t count) {
+  static_assert(S == 1 || M == 4);
+  const Grid::Tile at = pt.grid.at(tile);
+  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(S * at.oh) - pt.pad;
+  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(S * at.ow) - pt.pad;
+  const std::size_t n = at.n;
+  constexpr std::size_t kLine = 64 / sizeof(T);
+  constexpr std::ptrdiff_t A = kSide<M, S>, kNew = A - static_cast<std::ptrdiff_t>(S * M);
+  for (std::ptrdiff_t u = std::max<std::ptrdiff_t>(u0 + kNew, 0); u < std::min<std::ptrdiff_t>(u0 + A, static_cast<std::ptrdiff_t>(pt.h)); ++u)
+    for (std::ptrdiff_t w = std::max<std::ptrdiff_t>(v0 + kNew, 0); w < std::min<std::ptrdiff_t>(v0 + A, static_cast<std::ptrdiff_t>(pt.w)); ++w) {
+      const T* p = pt.src + ((n * pt.h + static_cast<std::size_t>(u)) * pt.w + static_cast<std::size_t>(w)) * pt.len + c_begin;
+      for (std::size_t c = 0; c < count; c += kLine) hwy::Prefetch(p + c);
     }
 }
 

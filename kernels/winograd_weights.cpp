@@ -33,24 +33,6 @@ namespace odyssey::kernels::HWY_NAMESPACE {
 // transforming the sub-chunk's V and Z (its channels) into its slot: every dU element is
 // summed by one task in one fixed order, so the result does not depend on the thread count.
 
-/// Prefetches the cache lines of channels [c_begin, c_begin + count) of the lower right
-/// S*M x S*M pixels of `tile`'s patch (kSide per side): the rest of it belongs to the tiles
-/// before it in the same row and the row above, prefetched with them.
-template <std::size_t M, std::size_t S, class T>
-HWY_INLINE void prefetch_patch(const Patches<T>& pt, std::size_t tile, std::size_t c_begin, std::size_t count) {
-  const Grid::Tile at = pt.grid.at(tile);
-  const std::ptrdiff_t u0 = static_cast<std::ptrdiff_t>(S * at.oh) - pt.pad;
-  const std::ptrdiff_t v0 = static_cast<std::ptrdiff_t>(S * at.ow) - pt.pad;
-  const std::size_t n = at.n;
-  constexpr std::size_t kLine = 64 / sizeof(T);
-  constexpr std::ptrdiff_t A = kSide<M, S>, kNew = A - static_cast<std::ptrdiff_t>(S * M);
-  for (std::ptrdiff_t u = std::max<std::ptrdiff_t>(u0 + kNew, 0); u < std::min<std::ptrdiff_t>(u0 + A, static_cast<std::ptrdiff_t>(pt.h)); ++u)
-    for (std::ptrdiff_t w = std::max<std::ptrdiff_t>(v0 + kNew, 0); w < std::min<std::ptrdiff_t>(v0 + A, static_cast<std::ptrdiff_t>(pt.w)); ++w) {
-      const T* p = pt.src + ((n * pt.h + static_cast<std::size_t>(u)) * pt.w + static_cast<std::size_t>(w)) * pt.len + c_begin;
-      for (std::size_t c = 0; c < count; c += kLine) hwy::Prefetch(p + c);
-    }
-}
-
 /// Prefetches the cache lines of output channels [k_begin, k_begin + count) of `tile`'s MxM
 /// outputs in dy [n][out_h][out_w][outs].
 template <class T>
