@@ -604,11 +604,6 @@ namespace {
 // the forward pass lays them out at the start of its workspace.
 constexpr std::uint64_t kPreparedMagic = 0x6f64797373657931;  // "odyssey1"
 constexpr std::size_t kPreparedHeaderBytes = 64, kPreparedHeaderElements = 16;
-// conv2d_prepared_weights_pay: the GEMM rows (output pixels, or Winograd tiles) that use each
-// prepared weight, at most. Measured in ResNet-18's batch-1 inference on Zen 3 (perf/README.md
-// v19): layer 2's convolutions (64 F(2x2, 3x3) tiles) spent 5% of it transforming their
-// weights, layer 1's (256 tiles) 2%, layers 3 and 4 (16 and 4 tiles) about half of it.
-constexpr std::size_t kPreparedMaxRows = 64;
 
 using PreparedHeader = std::array<std::uint64_t, kPreparedHeaderBytes / sizeof(std::uint64_t)>;
 
@@ -686,13 +681,6 @@ bool conv2d_prepared_weights_match(const Conv2dShape& sh, const float* prepared,
 bool conv2d_prepared_weights_match(const Conv2dShape& sh, const double* prepared, std::size_t size,
                                    ConvAlgorithm algorithm) {
   return prepared && size >= prepared_size(sh, algorithm) && prepared_match(sh, prepared, algorithm);
-}
-bool conv2d_prepared_weights_pay(const Conv2dShape& sh, ConvAlgorithm algorithm) {
-  check(sh);
-  const std::size_t m = detail::winograd_tile(sh, algorithm);
-  const std::size_t rows =
-      m == 0 ? sh.n * sh.p() * sh.q() : sh.n * detail::ceil_div(sh.p(), m) * detail::ceil_div(sh.q(), m);
-  return rows <= kPreparedMaxRows;
 }
 
 void conv2d_forward(const Conv2dShape& sh, const float* x, const float* w, const float* bias,

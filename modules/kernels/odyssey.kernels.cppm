@@ -29,7 +29,6 @@ using odyssey::kernels::ConvEpilogue;
 using odyssey::kernels::conv2d_forward;
 using odyssey::kernels::conv2d_prepare_weights;
 using odyssey::kernels::conv2d_prepared_weights_match;
-using odyssey::kernels::conv2d_prepared_weights_pay;
 using odyssey::kernels::conv2d_prepared_weights_size;
 using odyssey::kernels::conv2d_winograd_applies;
 using odyssey::kernels::conv2d_winograd_stride2_applies;

@@ -108,10 +108,10 @@ class Conv2d {
   }
   /// This layer's prepared weights for a forward call on a batch of n (made on the first call
   /// that needs them, again when the algorithm or target changes), or null: only in inference
-  /// mode with ctx.weights_fixed, and where keeping them pays.
+  /// mode with ctx.weights_fixed.
   const T* prepared_weights(std::size_t n, Context<T>& ctx) const {
     const auto g = geometry(n);
-    if (ctx.mode != Mode::inference || !ctx.weights_fixed || !kernels::conv2d_prepared_weights_pay(g)) return nullptr;
+    if (ctx.mode != Mode::inference || !ctx.weights_fixed) return nullptr;
     AlignedBuffer<T>& buffer = ctx.prepared_weights[this];
     if (!kernels::conv2d_prepared_weights_match(g, buffer.data(), buffer.size())) {
       const std::size_t size = kernels::conv2d_prepared_weights_size(g);

@@ -113,12 +113,6 @@ bool conv2d_prepared_weights_match(const Conv2dShape& shape, const float* prepar
                                    ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 bool conv2d_prepared_weights_match(const Conv2dShape& shape, const double* prepared, std::size_t size,
                                    ConvAlgorithm algorithm = ConvAlgorithm::automatic);
-/// Whether keeping prepared weights pays for `shape`: each prepared weight serves at most 64
-/// rows of the call's GEMM (output pixels, or Winograd tiles). Preparing them costs about as
-/// much as a few rows' products, so with few rows it is a large share of the call (ResNet-18
-/// at batch 1: layers 2-4); with many it is a few percent, and prepared weights of every layer
-/// would hold memory (up to 4x the weights, for F(4x4, 3x3)) for little.
-bool conv2d_prepared_weights_pay(const Conv2dShape& shape, ConvAlgorithm algorithm = ConvAlgorithm::automatic);
 
 /// dx = conv_transpose(dy, w): overwritten, or added to when `accumulate`.
 void conv2d_backward_data(const Conv2dShape& shape, const float* dy, const float* w, float* dx,
