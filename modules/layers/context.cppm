@@ -117,8 +117,8 @@ struct Context {
   /// as long as it is used (a Predictor made with Weights::fixed: `odyssey infer`, evaluate).
   /// Inference-mode convolutions then keep their weights prepared (transformed or packed)
   /// between calls, in `prepared_weights`, by layer: ResNet-18's inference spent half its
-  /// time at batch 1, and 11% at batch 128 (Zen 5), preparing them. Changing a weight while it is set
-  /// leaves the old one in use.
+  /// time at batch 1, and 11% at batch 128 (Zen 5), preparing them. Changing a weight while
+  /// it is set leaves the old one in use.
   bool weights_fixed = false;
   std::unordered_map<const void*, AlignedBuffer<T>> prepared_weights;
 

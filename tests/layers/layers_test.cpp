@@ -455,9 +455,9 @@ BOOST_AUTO_TEST_CASE(scratch_is_reused_in_stack_order) {
 
 BOOST_AUTO_TEST_CASE(inference_with_fixed_weights_keeps_them_prepared) {
   // A context with weights_fixed: inference-mode convolutions keep their prepared weights
-  // and compute bitwise what a context without it does; the folded path (a batch norm after the convolution) too. The
-  // kept weights are reused as they are: a later change of the parameters is not seen until
-  // a new context (so the second call does reuse them).
+  // and compute bitwise what a context without it does; the folded path (a batch norm after
+  // the convolution) too. The kept weights are reused as they are: a later change of the
+  // parameters is not seen until a new context (so the second call does reuse them).
   using In = Shape<32, 8, 8>;
   using S = Shape<48, 8, 8>;
   using D = Shape<48, 4, 4>;
