@@ -494,6 +494,21 @@ BOOST_AUTO_TEST_CASE(inference_with_fixed_weights_keeps_them_prepared) {
   fixed2.mode = Mode::inference;
   fixed2.weights_fixed = true;
   BOOST_TEST(run(fixed2) == changed);
+  // A batch of 8 (128 tiles or pixels per convolution, where each prepared weight serves
+  // many GEMM rows) keeps them too, and computes what the plain context does.
+  Activation<float, In> x8(8);
+  const auto v8 = ot::random_values(x8.size(), 93);
+  std::copy(v8.begin(), v8.end(), x8.data());
+  auto run8 = [&](Context<float>& ctx) {
+    const auto& y = net.forward(x8, ctx);
+    return std::vector<float>(y.span().begin(), y.span().end());
+  };
+  Context<float> plain8, fixed8;
+  plain8.mode = fixed8.mode = Mode::inference;
+  fixed8.weights_fixed = true;
+  const auto expected8 = run8(plain8);
+  BOOST_TEST(run8(fixed8) == expected8);
+  BOOST_TEST(fixed8.prepared_weights.size() == 3);
   // Training mode keeps nothing.
   Context<float> training;
   training.weights_fixed = true;
