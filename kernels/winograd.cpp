@@ -76,10 +76,12 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "winograd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 
 #include "common.h"
@@ -420,15 +422,27 @@ HWY_INLINE void weight_line_5(D d, V g0, V g1, V* HWY_RESTRICT r) {
   r[4] = g1;
 }
 
+/// Where the untransformed 3x3 kernels of a transform_weights call lie: the nine taps of
+/// the kernel from source channel c to output channel o start at w + o * o_stride +
+/// c * c_stride, in order (r, s) = (t / 3, t % 3), or reversed when `turned` (the backward-
+/// data pass's kernel, turned by 180 degrees).
+template <class T>
+struct KernelTaps {
+  const T* w;
+  std::size_t o_stride, c_stride;
+  bool turned;
+  const T* at(std::size_t o, std::size_t c) const { return w + o * o_stride + c * c_stride; }
+};
+
 /// u[grp][xi][c][jj] = (G g G^T)[xi] for g = the 3x3 kernel from source channel c to output
 /// channel grp*G + jj (zero past `outs`); for the stride-2 form the 36 U rows of u_row: G
-/// g[{0,2}][{0,2}] G^T, G g[{0,2}][1], G g[1][{0,2}] and g[1][1]. `at(o, c, r, s)` reads the untransformed weight
-/// (the nine of one o and c lie together in memory, the G output channels of a group far
-/// apart). Per call, so it must be cheap beside the GEMMs even at batch 1 (layer 4 has
-/// 262,144 kernels): the G kernels of a group and channel are gathered into g [9][G] and
-/// transformed as vectors of output channels.
-template <std::size_t M, std::size_t S, class Tile, class T, class At>
-void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
+/// g[{0,2}][{0,2}] G^T, G g[{0,2}][1], G g[1][{0,2}] and g[1][1]. The nine taps of one o and c
+/// lie together in memory, the G output channels of a group far apart (`src`). Per call, so
+/// it must be cheap beside the GEMMs even at batch 1 (layer 4 has 262,144 kernels): the G
+/// kernels of a group and channel are gathered into g [9][G] and transformed as vectors of
+/// output channels.
+template <std::size_t M, std::size_t S, class Tile, class T>
+void transform_weights(std::size_t outs, std::size_t len, T* u, const KernelTaps<T>& src) {
   const typename Tile::D d;
   using V = hn::Vec<decltype(d)>;
   constexpr std::size_t G = Tile::kGroup, L = Tile::kLanes, kBlock = 16, A = M + 2, XU = kURows<M, S>;
@@ -437,23 +451,42 @@ void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
   const std::size_t blocks = detail::ceil_div(len, kBlock);
   detail::parallel_items(detail::ceil_div(outs, G) * blocks, [&](std::size_t item) {
     const std::size_t grp = item / blocks, c_begin = (item % blocks) * kBlock;
-    const std::size_t c_end = std::min(len, c_begin + kBlock);
+    const std::size_t c_end = std::min(len, c_begin + kBlock), o_end = std::min(outs, grp * G + G);
     T* dst = u + grp * XU * len * G;
+    // The item's G x kBlock kernels lie in G (forward) or G x kBlock (backward-data) places
+    // at least a kilobyte apart, which the hardware prefetchers do not follow: every line is
+    // requested here, so that their misses overlap. Gathered without it (v21), each output
+    // channel's loads waited on their own miss, and transform_weights took a fifth of the
+    // l4_down forward pass.
+    for (std::size_t o = grp * G; o < o_end; ++o) {
+      std::uintptr_t last = 0;
+      for (std::size_t c = c_begin; c < c_end; ++c)
+        for (const T* p : {src.at(o, c), src.at(o, c) + 8}) {
+          const std::uintptr_t line = reinterpret_cast<std::uintptr_t>(p) / 64;
+          if (line != last) hwy::Prefetch(p);
+          last = line;
+        }
+    }
     HWY_ALIGN T gathered[kGather * 9 * G];
     for (std::size_t c = c_begin; c < c_end; ++c) {
       // The kernels of kGather channels are gathered in one pass before any is transformed,
-      // output channel by output channel (a forward's kernels of one output channel lie
-      // together): the loads' cache misses are then a burst the core overlaps. Gathered
-      // per kernel between the transforms, each channel waited on its own misses, and the
-      // transforms took 54% of batch-1 inference.
+      // each output channel's taps read in memory order and stored G apart (a scalar copy:
+      // vectorised, the compiler makes it gathers and scatters, which AVX-512 runs slower).
       const std::size_t ci = (c - c_begin) % kGather;
       if (ci == 0) {
         const std::size_t cn = std::min(kGather, c_end - c);
         for (std::size_t jj = 0; jj < G; ++jj) {
           const std::size_t o = grp * G + jj;
-          for (std::size_t i = 0; i < cn; ++i)
-            for (std::size_t t = 0; t < 9; ++t)
-              gathered[(i * 9 + t) * G + jj] = o < outs ? at(o, c + i, t / 3, t % 3) : T(0);
+          T* to = gathered + jj;
+          if (o >= outs) {
+            for (std::size_t k = 0; k < cn * 9; ++k) to[k * G] = T(0);
+            continue;
+          }
+          for (std::size_t i = 0; i < cn; ++i) {
+            const T* p = src.at(o, c + i);
+#pragma clang loop vectorize(disable) unroll(full)
+            for (std::size_t t = 0; t < 9; ++t) to[(i * 9 + t) * G] = p[src.turned ? 8 - t : t];
+          }
         }
       }
       const T* g = gathered + ci * 9 * G;
@@ -496,10 +529,10 @@ void transform_weights(std::size_t outs, std::size_t len, T* u, const At& at) {
 
 /// One call: `src` [n][src_h][src_w][len] -> `out` [n][out_h][out_w][outs]; patches start
 /// `pad` pixels before their tile (patch_pixels); `odd`: Patches::odd.
-template <std::size_t M, std::size_t S, class T, class Tile, class At>
+template <std::size_t M, std::size_t S, class T, class Tile>
 void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t src_w, std::size_t len, T* out,
                   std::size_t out_h, std::size_t out_w, std::size_t outs, std::size_t pad, std::size_t odd,
-                  const At& at, const T* bias, bool accumulate, T* ws, const ConvEpilogue<T>* ep = nullptr,
+                  const KernelTaps<T>& at, const T* bias, bool accumulate, T* ws, const ConvEpilogue<T>* ep = nullptr,
                   const T* prepared = nullptr) {
   constexpr std::size_t G = Tile::kGroup, MR = Tile::kRows, XI = kXi<M, S>, XU = kURows<M, S>;
   const std::size_t groups = detail::ceil_div(outs, G);
@@ -549,12 +582,10 @@ void winograd_run(const T* src, std::size_t n, std::size_t src_h, std::size_t sr
   });
 }
 
-/// The forward pass's weight (k, c, r, s) of w [K][C][3][3].
+/// The forward pass's kernels: w [K][C][3][3].
 template <class T>
-auto forward_weight(const Conv2dShape& sh, const T* w) {
-  return [&sh, w](std::size_t k, std::size_t c, std::size_t r, std::size_t s) {
-    return w[((k * sh.c + c) * 3 + r) * 3 + s];
-  };
+KernelTaps<T> forward_weight(const Conv2dShape& sh, const T* w) {
+  return {w, sh.c * 9, 9, false};
 }
 
 template <std::size_t M, std::size_t S, class T>
@@ -597,9 +628,7 @@ void winograd_prepare_any(const Conv2dShape& sh, std::size_t m, const T* w, T* u
 template <std::size_t M, class T>
 void winograd_backward_data_t(const Conv2dShape& sh, const T* dy, const T* w, T* dx, T* ws, bool acc) {
   // Output channels of this pass are the input channels c; the kernel is turned by 180 degrees.
-  auto at = [&](std::size_t c, std::size_t k, std::size_t r, std::size_t s) {
-    return w[((k * sh.c + c) * 3 + (2 - r)) * 3 + (2 - s)];
-  };
+  const KernelTaps<T> at{w, 9, sh.c * 9, true};
   // Stride 1: a forward convolution of dy with padding 2 - pad. Stride 2: the backward-data
   // form (M = 8), whose two-tap dx rows are those of the parity of pad: with
   // e = pad % 2, a tile's patch of dy starts pad' = 1 - (e + pad) / 2 rows above oh / 2 and
