@@ -453,11 +453,12 @@ void transform_weights(std::size_t outs, std::size_t len, T* u, const KernelTaps
     const std::size_t grp = item / blocks, c_begin = (item % blocks) * kBlock;
     const std::size_t c_end = std::min(len, c_begin + kBlock), o_end = std::min(outs, grp * G + G);
     T* dst = u + grp * XU * len * G;
-    // The item's G x kBlock kernels lie in G (forward) or G x kBlock (backward-data) places
-    // at least a kilobyte apart, which the hardware prefetchers do not follow: every line is
-    // requested here, so that their misses overlap. Gathered without it (v21), each output
-    // channel's loads waited on their own miss, and transform_weights took a fifth of the
-    // l4_down forward pass.
+    // The item's G x kBlock kernels lie in G runs (forward: one per output channel) or
+    // kBlock runs (backward-data: one per source channel), 36 x C bytes apart for the
+    // convolution's C input channels, which the hardware prefetchers do not follow: every
+    // line is requested here, so that their misses overlap. Gathered without it (v21), each
+    // output channel's loads waited on their own miss, and transform_weights took a fifth of
+    // the l4_down forward pass.
     for (std::size_t o = grp * G; o < o_end; ++o) {
       std::uintptr_t last = 0;
       for (std::size_t c = c_begin; c < c_end; ++c)
