@@ -469,10 +469,11 @@ BOOST_AUTO_TEST_CASE(inference_with_fixed_weights_keeps_them_prepared) {
   Activation<float, In> x(1);
   const auto v = ot::random_values(x.size(), 92);
   std::copy(v.begin(), v.end(), x.data());
-  auto run = [&](Context<float>& ctx) {
-    const auto& y = net.forward(x, ctx);
+  auto run_on = [&](const Activation<float, In>& in, Context<float>& ctx) {
+    const auto& y = net.forward(in, ctx);
     return std::vector<float>(y.span().begin(), y.span().end());
   };
+  auto run = [&](Context<float>& ctx) { return run_on(x, ctx); };
   Context<float> plain, fixed;
   plain.mode = fixed.mode = Mode::inference;
   fixed.weights_fixed = true;
@@ -499,15 +500,11 @@ BOOST_AUTO_TEST_CASE(inference_with_fixed_weights_keeps_them_prepared) {
   Activation<float, In> x8(8);
   const auto v8 = ot::random_values(x8.size(), 93);
   std::copy(v8.begin(), v8.end(), x8.data());
-  auto run8 = [&](Context<float>& ctx) {
-    const auto& y = net.forward(x8, ctx);
-    return std::vector<float>(y.span().begin(), y.span().end());
-  };
   Context<float> plain8, fixed8;
   plain8.mode = fixed8.mode = Mode::inference;
   fixed8.weights_fixed = true;
-  const auto expected8 = run8(plain8);
-  BOOST_TEST(run8(fixed8) == expected8);
+  const auto expected8 = run_on(x8, plain8);
+  BOOST_TEST(run_on(x8, fixed8) == expected8);
   BOOST_TEST(fixed8.prepared_weights.size() == 3);
   // Training mode keeps nothing.
   Context<float> training;
